@@ -1,0 +1,1 @@
+"""Neural and tree models (training needs the `train` extra)."""

@@ -1,0 +1,1 @@
+"""The `egw` command line: one thin subcommand per library function."""

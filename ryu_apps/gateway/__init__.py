@@ -1,0 +1,1 @@
+"""Pure gateway logic: no Ryu, no eventlet, no sockets."""
