@@ -1,0 +1,268 @@
+"""``Preprocess``: the exact filtering, masking and representation of a model.
+
+One object, saved as ``preprocess.json`` in a dataset and a model bundle, turns
+one session's packets into the model input, identically offline
+(``egw dataset build``) and live (the gateway). See docs/data.md.
+
+Representations (``repr``):
+
+==============  ======================================================  ==============
+name            sample                                                  sample shape
+==============  ======================================================  ==============
+``packet1480``  ByteSGAN PBV of one usable packet (one row per packet)  (n_bytes,)
+``session784``  first n_bytes of the session (tiny-CNN / Wang 2017)     (n_bytes,)
+``image900``    DeepNFV image of one packet (or of the session)         (side, side)
+``kpackets``    first k packets: bytes + length, direction, IAT          (k, n_bytes+3)
+==============  ======================================================  ==============
+
+``vectorize(packets)`` always returns a batch ``(rows, *sample_shape)``:
+session representations give one row (zero rows when the session has no usable
+packet); per-packet representations give one row per usable packet, in arrival
+order. **The gateway classifies per-packet models on the first row** (the first
+usable packet), which is why ``mirror_budget()`` is ``(1, n_bytes)`` for them.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+
+from classifier.dataerrors import PreprocessError
+from classifier.filtering import FilterOptions, SessionFilter, packet_accepts
+from classifier.masking import MaskOptions, mask_packet
+from classifier.packets import PacketView, parse
+from classifier.representations import (deepnfv_image, first_k_packets,
+                                        packet_byte_vector, session_vector)
+
+REPRS = ("packet1480", "session784", "image900", "kpackets")
+DEFAULT_BYTES = {"packet1480": 1480, "session784": 784, "image900": 900, "kpackets": 100}
+FORMAT_VERSION = 1
+
+Packet = tuple[float, bytes, int]
+
+
+@dataclass
+class Preprocess:
+    """Filtering, masking and representation options (defaults follow the papers).
+
+    - ``repr``: one of ``REPRS``.
+    - ``layers``: ``"all"`` (masked IP + transport headers + payload) or ``"l7"``
+      (payload only).
+    - ``n_bytes``: bytes per sample (packet1480/session784/image900) or per packet
+      row (kpackets); None = the representation's default (1480/784/900/100).
+      image900 needs a square number.
+    - ``k``: packets (rows) of ``kpackets``.
+    - ``max_packets``: only the first ``max_packets`` usable packets of a session
+      are used (None = all); bounds what the gateway must mirror.
+    - ``image_unit``: ``"packet"`` (DeepNFV: one image per packet) or ``"session"``
+      (first bytes of the session as one image).
+    - ``idle_timeout`` / ``bidirectional``: session splitting (seconds; 5-tuple
+      sessions or unidirectional flows).
+    - ``mask`` / ``filter``: :class:`MaskOptions` / :class:`FilterOptions`.
+    """
+
+    repr: str = "session784"
+    layers: str = "all"
+    n_bytes: int | None = None
+    k: int = 8
+    max_packets: int | None = 10
+    image_unit: str = "packet"
+    idle_timeout: float = 60.0
+    bidirectional: bool = True
+    mask: MaskOptions = field(default_factory=MaskOptions)
+    filter: FilterOptions = field(default_factory=FilterOptions)
+    format_version: int = FORMAT_VERSION
+
+    def __post_init__(self) -> None:
+        if isinstance(self.mask, dict):
+            self.mask = _sub(MaskOptions, self.mask, "mask")
+        if isinstance(self.filter, dict):
+            self.filter = _sub(FilterOptions, self.filter, "filter")
+        if self.repr not in REPRS:
+            raise PreprocessError(f"unknown representation {self.repr!r} (one of {', '.join(REPRS)})")
+        if self.layers not in ("all", "l7"):
+            raise PreprocessError(f"layers must be 'all' or 'l7', not {self.layers!r}")
+        if self.image_unit not in ("packet", "session"):
+            raise PreprocessError(f"image_unit must be 'packet' or 'session', not {self.image_unit!r}")
+        if self.n_bytes is None:
+            self.n_bytes = DEFAULT_BYTES[self.repr]
+        for name in ("n_bytes", "k"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+                raise PreprocessError(f"{name} must be a positive integer, not {v!r}")
+        if self.max_packets is not None and (not isinstance(self.max_packets, int) or self.max_packets < 1):
+            raise PreprocessError(f"max_packets must be a positive integer or null, not {self.max_packets!r}")
+        if self.repr == "image900" and math.isqrt(self.n_bytes) ** 2 != self.n_bytes:
+            raise PreprocessError(f"image900 needs a square n_bytes (e.g. 900), not {self.n_bytes}")
+        if not isinstance(self.idle_timeout, (int, float)) or self.idle_timeout <= 0:
+            raise PreprocessError(f"idle_timeout must be a positive number, not {self.idle_timeout!r}")
+        if self.format_version != FORMAT_VERSION:
+            raise PreprocessError(f"format_version {self.format_version!r} is not supported "
+                                  f"(this code reads {FORMAT_VERSION})")
+
+    # ---- (de)serialisation -------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "Preprocess":
+        if not isinstance(d, dict):
+            raise PreprocessError(f"expected a JSON object, got {type(d).__name__}")
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise PreprocessError(f"unknown key(s) {', '.join(unknown)}")
+        try:
+            return cls(**d)
+        except TypeError as exc:
+            raise PreprocessError(str(exc)) from None
+
+    def to_json(self, path: str | os.PathLike) -> None:
+        with open(path, "w", encoding="utf-8") as fh:
+            json.dump(self.to_dict(), fh, indent=2, sort_keys=True)
+            fh.write("\n")
+
+    @classmethod
+    def from_json(cls, path: str | os.PathLike) -> "Preprocess":
+        try:
+            with open(path, encoding="utf-8") as fh:
+                d = json.load(fh)
+        except OSError as exc:
+            raise PreprocessError(f"{path}: cannot read: {exc.strerror or exc}") from None
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise PreprocessError(f"{path}: not valid JSON: {exc}") from None
+        try:
+            return cls.from_dict(d)
+        except PreprocessError as exc:
+            raise PreprocessError(f"{path}: {exc}") from None
+
+    # ---- shape -------------------------------------------------------------
+    @property
+    def per_packet(self) -> bool:
+        """True when each usable packet is a sample (packet1480, image900 per packet)."""
+        return self.repr == "packet1480" or (self.repr == "image900" and self.image_unit == "packet")
+
+    @property
+    def sample_shape(self) -> tuple[int, ...]:
+        if self.repr == "image900":
+            s = math.isqrt(self.n_bytes)
+            return (s, s)
+        if self.repr == "kpackets":
+            return (self.k, self.n_bytes + 3)
+        return (self.n_bytes,)
+
+    # ---- gateway helpers ---------------------------------------------------
+    def accepts(self, ip: bytes) -> bool:
+        """Does this packet count (TCP/UDP, not chatter, has payload)? Stateless filter."""
+        return packet_accepts(parse(ip), self.filter)
+
+    def mirror_budget(self) -> tuple[int, int]:
+        """(max_payload_packets, max_bytes): the gateway can classify once it has seen
+        that many usable packets, or once the usable packets' contribution to the
+        vector reaches max_bytes, whichever comes first (see ``session_ready``)."""
+        if self.per_packet:
+            return 1, self.n_bytes
+        if self.repr == "kpackets":
+            k = self.k if self.max_packets is None else min(self.k, self.max_packets)
+            return k, k * self.n_bytes
+        mp = self.max_packets if self.max_packets is not None else self.n_bytes
+        return mp, self.n_bytes
+
+    def session_ready(self, packets: Sequence[Packet]) -> bool:
+        """True once ``packets`` (one session, arrival order) fill the mirror budget."""
+        max_pk, max_b = self.mirror_budget()
+        n = b = 0
+        for _ts, pv, _d in self._usable(self._views(packets)):
+            n += 1
+            b += self._contribution(pv)
+            if n >= max_pk or b >= max_b:
+                return True
+        return False
+
+    # ---- vectors -----------------------------------------------------------
+    def chunk(self, pv: PacketView) -> bytes:
+        """A usable packet's masked bytes as they enter the representation."""
+        if self.layers == "l7":
+            return pv.payload
+        return mask_packet(pv, self.mask)
+
+    def _contribution(self, pv: PacketView) -> int:
+        if self.layers == "l7":
+            n = pv.payload_len
+        else:
+            n = pv.length + (12 if pv.proto == 17 and self.mask.pad_udp else 0)
+        return min(n, self.n_bytes)
+
+    @staticmethod
+    def _views(packets: Iterable[Packet]) -> list[tuple[float, PacketView | None, int]]:
+        return [(ts, parse(ip), d) for ts, ip, d in packets]
+
+    def _usable(self, views: Iterable[tuple[float, PacketView | None, int]]):
+        """The session's usable packets (filtering), first ``max_packets`` of them."""
+        f = SessionFilter(self.filter)
+        out = []
+        limit = self.max_packets
+        for ts, pv, d in views:
+            if f.usable(pv, d):
+                out.append((ts, pv, d))
+                if limit is not None and len(out) >= limit:
+                    break
+        return out
+
+    def vectorize_views(self, views: Iterable[tuple[float, PacketView | None, int]]) -> np.ndarray:
+        """``vectorize`` on already parsed packets (the offline build's fast path)."""
+        usable = self._usable(views)
+        shape = self.sample_shape
+        if not usable:
+            return np.zeros((0, *shape), dtype=np.float32)
+        if self.per_packet:
+            return np.stack([self._packet_sample(pv) for _ts, pv, _d in usable])
+        chunks = [self.chunk(pv) for _ts, pv, _d in usable]
+        if self.repr == "session784":
+            return session_vector(chunks, self.n_bytes)[None]
+        if self.repr == "image900":
+            return session_vector(chunks, self.n_bytes).reshape(1, *shape)
+        return first_k_packets(chunks, [pv.length for _t, pv, _d in usable],
+                               [d for _t, _pv, d in usable], [t for t, _pv, _d in usable],
+                               self.k, self.n_bytes)[None]
+
+    def vectorize(self, packets: Sequence[Packet]) -> np.ndarray:
+        """Model input for ONE session: ``packets`` = ``[(timestamp, ip_bytes, direction)]``
+        in arrival order (direction 0 = client→server). Returns ``(rows, *sample_shape)``
+        float32 (see module doc); filtering (chatter, payload, duplicates,
+        retransmissions) happens here, so pass every packet of the session."""
+        return self.vectorize_views(self._views(packets))
+
+    def _packet_sample(self, pv: PacketView) -> np.ndarray:
+        c = self.chunk(pv)
+        if self.repr == "packet1480":
+            return packet_byte_vector(c, self.n_bytes)
+        return deepnfv_image(c, math.isqrt(self.n_bytes))
+
+    def vectorize_packet(self, ts: float, ip: bytes, direction: int = 0) -> np.ndarray | None:
+        """One packet's sample (per-packet representations; a session representation
+        gets the vector of a one-packet session). None when the packet does not count
+        (stateless filter only: duplicates/retransmissions need the session)."""
+        pv = parse(ip)
+        if not packet_accepts(pv, self.filter):
+            return None
+        if self.per_packet:
+            return self._packet_sample(pv)
+        return self.vectorize_views([(ts, pv, direction)])[0]
+
+
+def _sub(cls, d: dict, name: str):
+    if not isinstance(d, dict):
+        raise PreprocessError(f"{name} must be an object")
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(d) - known)
+    if unknown:
+        raise PreprocessError(f"unknown key(s) in {name}: {', '.join(unknown)}")
+    try:
+        return cls(**d)
+    except TypeError as exc:
+        raise PreprocessError(f"{name}: {exc}") from None
