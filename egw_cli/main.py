@@ -16,7 +16,7 @@ import sys
 # Modules that contribute subcommands, in the order `egw --help` lists them.
 REGISTRARS = [
     "classifier.cli",
-    "policies.cli",
+    # "policies.cli",  (enabled when the policy package lands)
     "ryu_apps.cli",
     "topologies.cli",
 ]

@@ -1,0 +1,116 @@
+"""Run the gateway as a real ``ryu-manager ryu_apps/egw.py`` subprocess.
+
+Started in its own process group and stopped by that PID only. Its REST API
+listens on loopback. Logs go to a file so a failing test or demo can show them.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+EGW_APP = Path(__file__).resolve().parent.parent / "ryu_apps" / "egw.py"
+
+
+class ControllerError(RuntimeError):
+    user_facing = True
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _ryu_manager() -> str:
+    here = Path(sys.executable).parent / "ryu-manager"
+    if here.exists():
+        return str(here)
+    found = shutil.which("ryu-manager")
+    if not found:
+        raise ControllerError("ryu-manager not found; run scripts/bootstrap.sh")
+    return found
+
+
+class RyuProcess:
+    """``ryu-manager <apps> --ofp-tcp-listen-port P --wsapi-host 127.0.0.1 --wsapi-port W``."""
+
+    def __init__(self, apps: list[str] | None = None, extra_args: list[str] | None = None,
+                 log_path: str | os.PathLike | None = None, of_port: int | None = None,
+                 ws_port: int | None = None, env: dict[str, str] | None = None,
+                 wait_for: str = "of"):
+        self.apps = apps or [str(EGW_APP)]
+        self.extra_args = list(extra_args or [])
+        self.of_port = of_port or free_port()
+        self.ws_port = ws_port or free_port()
+        self.log_path = Path(log_path) if log_path else Path(f"/tmp/egw-ryu-{self.of_port}.log")
+        self.env = env
+        self.wait_for = wait_for  # "of": OpenFlow listener, "ws": REST listener
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def rest_url(self) -> str:
+        return f"http://127.0.0.1:{self.ws_port}"
+
+    def start(self, timeout: float = 30.0) -> "RyuProcess":
+        cmd = [_ryu_manager(), *self.apps,
+               "--ofp-listen-host", "127.0.0.1", "--ofp-tcp-listen-port", str(self.of_port),
+               "--wsapi-host", "127.0.0.1", "--wsapi-port", str(self.ws_port),
+               *self.extra_args]
+        self._log = open(self.log_path, "wb")
+        env = {**os.environ, **(self.env or {}), "PYTHONUNBUFFERED": "1"}
+        self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT,
+                                     start_new_session=True, env=env)
+        log.info("ryu-manager pid %d: %s", self.proc.pid, " ".join(cmd))
+        port = self.of_port if self.wait_for == "of" else self.ws_port
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise ControllerError(
+                    f"ryu-manager exited with {self.proc.returncode}; log {self.log_path}:\n"
+                    + self.log_tail())
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                    return self
+            except OSError:
+                time.sleep(0.1)
+        self.stop()
+        raise ControllerError(f"ryu-manager did not listen on {port} within {timeout}s:\n"
+                              + self.log_tail())
+
+    def log_tail(self, n: int = 40) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-n:])
+        except OSError:
+            return ""
+
+    def stop(self, timeout: float = 10.0) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        # Signal only the process group this object created.
+        pgid = self.proc.pid
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGKILL):
+            try:
+                os.killpg(pgid, sig)
+            except ProcessLookupError:
+                break
+            try:
+                self.proc.wait(timeout=timeout / 3)
+                break
+            except subprocess.TimeoutExpired:
+                continue
+        self._log.close()
+
+    def __enter__(self) -> "RyuProcess":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()

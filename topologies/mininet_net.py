@@ -1,0 +1,87 @@
+"""Mininet on this machine: userspace OVS switches, checksum-offload-free links.
+
+There is no Open vSwitch kernel module, so every switch uses
+``datapath='user'`` (``datapath_type=netdev``), and TCP through it needs TX
+checksum offload off on the veths (``TCULink``). Only ``net.stop()`` is used
+for teardown: it removes this network's own links and switches. Mininet's
+global cleanup (``mn -c``) kills processes machine-wide by name and is never
+called.
+"""
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import subprocess
+from contextlib import contextmanager
+from functools import partial
+
+log = logging.getLogger(__name__)
+
+LOCK_PATH = "/tmp/egw-mininet.lock"
+
+
+@contextmanager
+def mininet_lock(path: str = LOCK_PATH):
+    """Serialise Mininet runs on this machine (interface names are global)."""
+    with open(path, "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def build_net(topo, controller_port: int | None, *, fail_mode: str = "secure",
+              autoSetMacs: bool = True):
+    """A ``Mininet`` for ``topo`` on userspace OVS, controlled by a remote controller on
+    127.0.0.1:``controller_port`` (or standalone switches when it is None)."""
+    from mininet.link import TCULink
+    from mininet.net import Mininet
+    from mininet.node import OVSSwitch, RemoteController
+
+    switch = partial(OVSSwitch, datapath="user", protocols="OpenFlow13",
+                     failMode=fail_mode if controller_port else "standalone")
+    controller = (partial(RemoteController, ip="127.0.0.1", port=controller_port)
+                  if controller_port else None)
+    net = Mininet(topo=topo, switch=switch, controller=controller, link=TCULink,
+                  autoSetMacs=autoSetMacs, build=False, waitConnected=False)
+    if controller is None:
+        net.controllers = []
+    net.build()
+    return net
+
+
+def wait_connected(net, timeout: float = 20.0) -> bool:
+    """Wait until every switch reports a controller connection."""
+    return net.waitConnected(timeout=timeout)
+
+
+class HostProcess:
+    """A process started in a Mininet host's namespace, stopped by PID."""
+
+    def __init__(self, host, cmd: list[str], stdout=subprocess.PIPE):
+        self.host = host
+        self.cmd = cmd
+        self.proc = host.popen(cmd, stdout=stdout, stderr=subprocess.STDOUT)
+
+    def wait(self, timeout: float | None = None) -> tuple[int, str]:
+        out, _ = self.proc.communicate(timeout=timeout)
+        return self.proc.returncode, (out or b"").decode(errors="replace")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def host_pid(host) -> int:
+    return host.pid
+
+
+def is_root() -> bool:
+    return os.geteuid() == 0
