@@ -1,0 +1,188 @@
+"""Live reload, the pure part: hold the running policy, reload it from disk, say
+what changed.  The gateway wires the triggers (file change, SIGHUP, REST) to
+:meth:`PolicyHolder.reload`.
+
+On a good file the gateway must recompute ``enforcement_for`` for every live
+session and update the rules of those whose :class:`Enforcement` differs (the
+diff here is per class and per device entry, for the log); if
+``ReloadResult.wan_changed`` it re-runs :func:`policies.wan.tc_teardown` and
+:func:`policies.wan.tc_commands`.  On a bad file nothing changes.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .enforcement import Enforcement, resolve
+from .errors import PolicyError
+from .loader import load_policy
+from .schema import Policy
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ClassChange:
+    """How the enforcement of one class changed.  ``device`` is None for the
+    class as such, else the label of a device entry (its override for this class).
+    ``before``/``after`` None: the entry was added / removed."""
+
+    cls: str
+    before: Enforcement | None
+    after: Enforcement | None
+    device: str | None = None
+    fields: tuple[tuple[str, Any, Any], ...] = ()
+
+    def __str__(self) -> str:
+        who = self.cls if self.device is None else f"{self.cls} (device {self.device})"
+        if self.before is None and self.after is not None:
+            return f"{who}: added: {self.after.describe()}"
+        if self.after is None and self.before is not None:
+            return f"{who}: removed (was {self.before.describe()})"
+        parts = ", ".join(f"{name} {old!r} -> {new!r}" for name, old, new in self.fields)
+        return f"{who}: {parts}"
+
+
+@dataclass(frozen=True)
+class ReloadResult:
+    changed: bool
+    error: str | None
+    diff: list[ClassChange] = field(default_factory=list)
+    wan_changed: bool = False
+
+    def summary(self) -> str:
+        """One line for the log."""
+        if self.error:
+            return f"policy not reloaded, keeping the running one: {self.error}"
+        if not self.changed:
+            return "policy unchanged"
+        parts = [str(c) for c in self.diff]
+        if self.wan_changed:
+            parts.append("wan: HTB classes changed")
+        return "policy reloaded: " + ("; ".join(parts) if parts else "no enforcement change")
+
+
+_FIELDS = ("action", "rate_kbps", "burst_kb", "meter_scope", "dscp", "queue_id",
+           "idle_timeout", "hard_timeout", "cls")
+
+
+def _fields_changed(a: Enforcement, b: Enforcement) -> tuple[tuple[str, Any, Any], ...]:
+    return tuple((f, getattr(a, f), getattr(b, f)) for f in _FIELDS
+                 if getattr(a, f) != getattr(b, f))
+
+
+def diff_policies(old: Policy, new: Policy) -> list[ClassChange]:
+    """The classes (and device overrides) whose enforcement differs between ``old``
+    and ``new``.  Class names are those listed in either policy plus ``default``;
+    a class that gained or lost its own entry shows as a change from/to ``default``
+    (``cls`` field), not as added/removed, since sessions of it keep running."""
+    out: list[ClassChange] = []
+    names = ["default"] + sorted(set(old.classes) | set(new.classes))
+    for name in names:
+        a, b = resolve(old, name), resolve(new, name)
+        if a != b:
+            out.append(ClassChange(name, a, b, None, _fields_changed(a, b)))
+    old_dev = {d.label: d for d in old.devices}
+    new_dev = {d.label: d for d in new.devices}
+    for label in list(old_dev) + [x for x in new_dev if x not in old_dev]:
+        od, nd = old_dev.get(label), new_dev.get(label)
+        if od is not None and nd is not None and od == nd \
+                and old.classes == new.classes and old.default == new.default:
+            continue
+        dnames = set(names)
+        for d in (od, nd):
+            if d is not None:
+                dnames |= set(d.classes)
+        for name in sorted(dnames):
+            a = resolve(old, name, (od,) if od else ())
+            b = resolve(new, name, (nd,) if nd else ())
+            plain_a, plain_b = resolve(old, name), resolve(new, name)
+            if a == b or (_strip(a) == _strip(plain_a) and _strip(b) == _strip(plain_b)):
+                # unchanged, or the device overrides nothing here: the class change
+                # (if any) is already listed
+                continue
+            out.append(ClassChange(name, a, b, label, _fields_changed(a, b)))
+    return out
+
+
+def _strip(e: Enforcement) -> Enforcement:
+    return Enforcement(*(getattr(e, f) for f in _FIELDS))
+
+
+class PolicyHolder:
+    """The running policy of the gateway.
+
+    ``PolicyHolder(path)`` loads ``path`` (raising :class:`PolicyError` if it is
+    bad: there is nothing to keep yet).  ``.current`` is the running policy;
+    ``.reload()`` reads the file again and swaps it in only if it is valid;
+    ``.changed_on_disk()`` says whether the file differs from the last one read
+    (mtime and size, then a SHA-256 of the content), so a poller does not retry a
+    bad file until it is edited again.  Thread-safe."""
+
+    def __init__(self, path: str | os.PathLike, labels: list[str] | None = None):
+        self.path = Path(path)
+        self.labels = labels
+        self._lock = threading.RLock()
+        self._sig = self._stat()
+        self._hash = self._digest()
+        self._current = load_policy(self.path, labels)
+        self.last_error: str | None = None
+
+    @property
+    def current(self) -> Policy:
+        return self._current
+
+    def _stat(self) -> tuple[int, int] | None:
+        try:
+            st = os.stat(self.path)
+        except OSError:
+            return None
+        return (st.st_mtime_ns, st.st_size)
+
+    def _digest(self) -> str | None:
+        try:
+            return hashlib.sha256(self.path.read_bytes()).hexdigest()
+        except OSError:
+            return None
+
+    def changed_on_disk(self) -> bool:
+        with self._lock:
+            sig = self._stat()
+            if sig == self._sig:
+                return False
+            digest = self._digest()
+            if digest == self._hash:
+                self._sig = sig          # touched, same content
+                return False
+            return True
+
+    def reload(self) -> ReloadResult:
+        """Load the file again.  A bad file: ``error`` set, the running policy kept.
+        A good one: it becomes ``current``; ``diff`` lists what changed."""
+        with self._lock:
+            self._sig, self._hash = self._stat(), self._digest()
+            try:
+                new = load_policy(self.path, self.labels)
+            except PolicyError as e:
+                self.last_error = str(e)
+                log.error("policy %s rejected, keeping the running policy: %s", self.path, e)
+                return ReloadResult(False, str(e))
+            old = self._current
+            self.last_error = None
+            if new == old:
+                log.info("policy %s reloaded: unchanged", self.path)
+                return ReloadResult(False, None)
+            result = ReloadResult(True, None, diff_policies(old, new), new.wan != old.wan)
+            self._current = new
+            log.info("%s", result.summary())
+            return result
+
+    def reload_if_changed(self) -> ReloadResult | None:
+        """For a file watcher: :meth:`reload` if the file changed, else None."""
+        with self._lock:
+            return self.reload() if self.changed_on_disk() else None
