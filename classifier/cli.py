@@ -1,0 +1,140 @@
+"""``egw dataset build|audit`` (thin wrappers over classifier.build / classifier.audit)."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from classifier.dataerrors import DataError
+
+MASK_FIELDS = {"addresses": "zero_addresses", "ip-id": "zero_ip_id", "ttl": "zero_ttl",
+               "checksums": "zero_checksums", "seq-ack": "zero_seq_ack",
+               "flow-label": "zero_flow_label", "udp-pad": "pad_udp"}
+FILTER_FIELDS = {"chatter": "drop_chatter", "no-payload": "drop_no_payload",
+                 "duplicates": "drop_duplicates", "retransmissions": "drop_retransmissions"}
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("dataset", help="build and audit training datasets from captures",
+                              description="Build datasets (.npz) from labelled captures and audit them.")
+    sub = p.add_subparsers(dest="dataset_command", metavar="SUBCOMMAND", required=True)
+
+    b = sub.add_parser("build", help="captures (one folder per class) or an idx folder -> dataset .npz",
+                       description="Read captures (DIR/<class>/*.pcap|pcapng, any link type), split "
+                       "sessions, filter, mask, vectorize and write a dataset .npz with "
+                       "session-disjoint train/val/test splits and a manifest. DIR may also be an "
+                       "iscx-session784 idx folder (shipped train/t10k split kept). See docs/data.md.",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    b.add_argument("--input", required=True, metavar="DIR", help="class directories of captures, or an idx folder")
+    b.add_argument("--taxonomy", metavar="FILE", help="YAML category -> list of directory names")
+    b.add_argument("--repr", default="session784", choices=["packet1480", "session784", "image900", "kpackets"],
+                   help="representation")
+    b.add_argument("--out", required=True, metavar="FILE.npz", help="output dataset")
+    b.add_argument("--preprocess", metavar="JSON", help="take all preprocessing options from this "
+                   "preprocess.json (e.g. a bundle's); other preprocessing flags are ignored")
+    b.add_argument("--layers", default="all", choices=["all", "l7"], help="masked headers + payload, or payload only")
+    b.add_argument("--n-bytes", type=int, help="bytes per sample / per kpackets row (default per repr)")
+    b.add_argument("--k", type=int, default=8, help="packets of kpackets")
+    b.add_argument("--max-packets", type=int, default=10,
+                   help="use the first N usable packets of a session (0 = all)")
+    b.add_argument("--image-unit", default="packet", choices=["packet", "session"], help="image900 per packet or session")
+    b.add_argument("--idle-timeout", type=float, default=60.0, help="session idle timeout (s)")
+    b.add_argument("--unidirectional", action="store_true", help="unidirectional flows instead of sessions")
+    b.add_argument("--no-mask", action="append", default=[], choices=sorted(MASK_FIELDS), metavar="FIELD",
+                   help=f"keep a field unmasked (repeatable): {', '.join(sorted(MASK_FIELDS))}")
+    b.add_argument("--zero-ports", action="store_true", help="also zero TCP/UDP ports")
+    b.add_argument("--keep", action="append", default=[], choices=sorted(FILTER_FIELDS), metavar="WHAT",
+                   help=f"do not filter out (repeatable): {', '.join(sorted(FILTER_FIELDS))}")
+    b.add_argument("--max-per-class", type=int, metavar="N", help="at most N sessions per class (random, seeded)")
+    b.add_argument("--split", default="0.8,0.1,0.1", metavar="TR,VA,TE", help="split fractions")
+    b.add_argument("--min-files", type=int, default=5,
+                   help="split by capture file in classes with at least this many files")
+    b.add_argument("--seed", type=int, default=0)
+    b.add_argument("--jobs", type=int, help="worker processes (default: all cores)")
+    b.add_argument("--skip-bad", action="store_true", help="skip unreadable captures and report them")
+    b.add_argument("--no-progress", action="store_true", help="no progress bar")
+    b.set_defaults(func=cmd_build)
+
+    a = sub.add_parser("audit", help="leakage report: duplicates across splits, shortcut probe",
+                       description="Report per-class counts, sessions and exact duplicate vectors shared "
+                       "across splits, and how well a RandomForest does on header bytes alone "
+                       "(shortcut probe; needs scikit-learn).",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    a.add_argument("dataset", metavar="FILE.npz")
+    a.add_argument("--no-probe", action="store_true", help="skip the shortcut probe")
+    a.add_argument("--header-bytes", type=int, default=40, help="bytes per packet the probe sees")
+    a.add_argument("--seed", type=int, default=0)
+    a.add_argument("--json", action="store_true", help="print the report as JSON")
+    a.set_defaults(func=cmd_audit)
+
+
+def preprocess_from_args(args):
+    from classifier.filtering import FilterOptions
+    from classifier.masking import MaskOptions
+    from classifier.preprocess import Preprocess
+    if args.preprocess:
+        return Preprocess.from_json(args.preprocess)
+    mask = MaskOptions(zero_ports=args.zero_ports, **{MASK_FIELDS[f]: False for f in args.no_mask})
+    filt = FilterOptions(**{FILTER_FIELDS[f]: False for f in args.keep})
+    return Preprocess(repr=args.repr, layers=args.layers, n_bytes=args.n_bytes, k=args.k,
+                      max_packets=args.max_packets or None, image_unit=args.image_unit,
+                      idle_timeout=args.idle_timeout, bidirectional=not args.unidirectional,
+                      mask=mask, filter=filt)
+
+
+def _fractions(s: str) -> tuple[float, float, float]:
+    try:
+        v = tuple(float(x) for x in s.split(","))
+    except ValueError:
+        v = ()
+    if len(v) != 3 or min(v) < 0 or sum(v) <= 0:
+        raise DataError(f"--split {s!r}: expected three non-negative fractions like 0.8,0.1,0.1")
+    return v  # type: ignore[return-value]
+
+
+def cmd_build(args) -> int:
+    from pathlib import Path
+
+    from classifier.build import build_from_captures, build_from_idx, format_counts
+    from classifier.idx import is_idx_folder
+    argv = sys.argv[1:]
+    if not args.out.endswith(".npz"):
+        raise DataError(f"--out {args.out}: the dataset file name must end in .npz")
+    if args.max_per_class is not None and args.max_per_class < 1:
+        raise DataError("--max-per-class must be at least 1")
+    if is_idx_folder(args.input):
+        if args.repr != "session784" or args.taxonomy:
+            raise DataError(f"{args.input}: an idx folder holds session784 vectors: use --repr session784 "
+                            "and no --taxonomy")
+        res = build_from_idx(args.input, args.out, args.max_per_class, args.seed,
+                             _fractions(args.split)[1] or 0.1, argv)
+    else:
+        if not Path(args.input).is_dir():
+            raise DataError(f"{args.input}: input directory does not exist")
+        pre = preprocess_from_args(args)
+        res = build_from_captures(args.input, args.out, pre, args.taxonomy, args.max_per_class,
+                                  args.jobs, args.seed, _fractions(args.split), args.skip_bad,
+                                  args.min_files, progress=not args.no_progress, argv=argv)
+    m = res.manifest
+    for note in m.get("notes", []):
+        print(f"note: {note}")
+    if res.skipped:
+        print(f"skipped {len(res.skipped)} bad file(s):")
+        for s in res.skipped:
+            print(f"  {s}")
+    if m.get("capped_classes"):
+        print("capped (--max-per-class): " + ", ".join(f"{k} ({v})" for k, v in m["capped_classes"].items()))
+    print(f"wrote {res.out}: {sum(c['train'] + c['val'] + c['test'] for c in res.counts.values())} samples, "
+          f"{len(res.labels)} classes" + (f", {m['packets_read']} packets read in {m['seconds']} s"
+                                          if "packets_read" in m else ""))
+    print(format_counts(res.counts))
+    return 0
+
+
+def cmd_audit(args) -> int:
+    from classifier.audit import audit_dataset, format_audit
+    from classifier.dataset import load_dataset
+    rep = audit_dataset(load_dataset(args.dataset), probe=not args.no_probe,
+                        header_bytes=args.header_bytes, seed=args.seed)
+    print(json.dumps(rep, indent=2) if args.json else format_audit(rep))
+    return 0
