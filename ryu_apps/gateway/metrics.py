@@ -1,0 +1,51 @@
+"""Prometheus metrics of the gateway (own registry: several engines per process in tests)."""
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST  # noqa: F401  (re-exported for rest.py)
+
+LATENCY_BUCKETS = (0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
+                   0.05, 0.1, 0.25, 1.0)
+
+
+class Metrics:
+    def __init__(self, registry: CollectorRegistry | None = None):
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        self.sessions_classified = Counter(
+            "egw_sessions_classified", "Sessions classified, by class", ["cls"], registry=r)
+        self.decisions = Counter(
+            "egw_decisions", "Enforcement decisions, by action", ["action"], registry=r)
+        self.latency = Histogram(
+            "egw_classification_latency_seconds",
+            "Time of one classification batch (vectorize + model)", buckets=LATENCY_BUCKETS,
+            registry=r)
+        self.batch_size = Histogram(
+            "egw_classification_batch_size", "Sessions per classification batch",
+            buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256), registry=r)
+        self.first_packet_to_rule = Histogram(
+            "egw_first_packet_to_rule_seconds",
+            "From a session's first packet-in to its enforcement rules being sent",
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+            registry=r)
+        self.packet_ins = Counter(
+            "egw_packet_ins", "Packet-ins, by kind (mirror, forward, duplicate, ignored)",
+            ["kind"], registry=r)
+        self.rules_installed = Counter(
+            "egw_rules_installed", "Flow rules sent to switches", registry=r)
+        self.meters_installed = Counter(
+            "egw_meters_installed", "Meters created on switches", registry=r)
+        self.errors = Counter(
+            "egw_errors", "Errors, by kind (malformed, classifier, policy, openflow, ...)",
+            ["kind"], registry=r)
+        self.sessions_active = Gauge(
+            "egw_sessions_active", "Sessions in the session table", registry=r)
+        self.sessions_expired = Counter(
+            "egw_sessions_expired", "Sessions freed (flow-removed or eviction)", ["why"],
+            registry=r)
+        self.policy_reloads = Counter(
+            "egw_policy_reloads", "Policy reloads, by result (ok, rejected)", ["result"],
+            registry=r)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

@@ -1,0 +1,235 @@
+"""Plain descriptions of OpenFlow 1.3 rules and meters, and the builders of the
+gateway's pipeline.
+
+Table layout (see docs/gateway.md):
+
+- table 0 (``SESSION_TABLE``): per-session rules.
+  - priority 0: everything else (non-IP, ICMP, ...) -> goto table 1.
+  - priority 1 (``MIRROR_PRIORITY``): IPv4/IPv6 TCP and UDP without a session rule ->
+    a copy to the controller *and* goto table 1 (the switch keeps forwarding: the
+    session never waits for the controller).
+  - priority 2 (``CHATTER_PRIORITY``): service chatter (DNS, DHCP, NTP, mDNS ... the
+    bundle's filter ports) -> goto table 1, never mirrored.
+  - priority 100 (``SESSION_PRIORITY``): one exact 5-tuple rule per direction of a
+    classified session: meter, set_field ip_dscp, set_queue, goto table 1 (or no
+    instruction at all: drop), idle/hard timeouts, send_flow_rem, cookie = session.
+- table 1 (``FORWARD_TABLE``): L2 learning (priority 1: in_port + eth_dst -> output),
+  miss (priority 0) -> controller, which learns and floods.
+
+Nothing here knows Ryu: the adapter (``ryu_apps/egw.py``) turns :class:`FlowRule`
+and :class:`MeterRule` into ``OFPFlowMod`` / ``OFPMeterMod``; the in-memory model
+(:mod:`ryu_apps.gateway.flowtable`) executes them in tests.
+"""
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+from typing import Any, Iterable
+
+SESSION_TABLE = 0
+FORWARD_TABLE = 1
+
+MISS_PRIORITY = 0
+MIRROR_PRIORITY = 1
+CHATTER_PRIORITY = 2
+SESSION_PRIORITY = 100
+FORWARD_PRIORITY = 1
+
+ETH_IPV4 = 0x0800
+ETH_IPV6 = 0x86DD
+PROTO_TCP = 6
+PROTO_UDP = 17
+
+#: Reserved port numbers (OpenFlow 1.3).
+OFPP_FLOOD = 0xFFFFFFFB
+OFPP_CONTROLLER = 0xFFFFFFFD
+
+#: Cookies of session rules: COOKIE_TAG in the top 16 bits, session id << 1 | direction.
+COOKIE_TAG = 0x4547 << 48
+COOKIE_TAG_MASK = 0xFFFF << 48
+#: Cookie of the base pipeline rules.
+BASE_COOKIE = 0x4547 << 48 | ((1 << 48) - 1)
+
+FORWARD_IDLE_TIMEOUT = 300
+
+
+def session_cookie(sid: int, direction: int) -> int:
+    return COOKIE_TAG | (sid << 1) | (direction & 1)
+
+
+def decode_cookie(cookie: int) -> tuple[int, int] | None:
+    """(session id, direction) of a session rule's cookie, None for other cookies."""
+    if cookie & COOKIE_TAG_MASK != COOKIE_TAG or cookie == BASE_COOKIE:
+        return None
+    low = cookie & ~COOKIE_TAG_MASK
+    return low >> 1, low & 1
+
+
+@dataclass
+class FlowRule:
+    """One flow entry (or, with ``command='delete'``, a strict delete of it).
+
+    ``actions`` are apply-actions, in order: ``("output", port)``,
+    ``("controller",)``, ``("set_field", "ip_dscp", 46)``, ``("set_queue", q)``.
+    ``meter`` is a meter instruction (runs first), ``goto`` a goto-table
+    instruction. No actions, no meter and no goto: the packet is dropped.
+    ``command``: ``add`` | ``delete`` (strict: match + priority) |
+    ``delete_all`` (every flow of every table; match ignored).
+    """
+
+    table: int
+    priority: int
+    match: dict[str, Any]
+    actions: tuple = ()
+    goto: int | None = None
+    meter: int | None = None
+    idle_timeout: int = 0
+    hard_timeout: int = 0
+    cookie: int = 0
+    send_flow_rem: bool = False
+    command: str = "add"
+
+    @property
+    def is_drop(self) -> bool:
+        return not self.actions and self.goto is None and self.meter is None
+
+    def describe(self) -> str:
+        m = ",".join(f"{k}={v}" for k, v in sorted(self.match.items()))
+        acts = [":".join(str(x) for x in a) for a in self.actions]
+        if self.meter is not None:
+            acts.insert(0, f"meter:{self.meter}")
+        if self.goto is not None:
+            acts.append(f"goto_table:{self.goto}")
+        return (f"{self.command} table={self.table} priority={self.priority} {m} "
+                f"actions={','.join(acts) or 'drop'}")
+
+
+@dataclass
+class MeterRule:
+    """An OpenFlow 1.3 meter with one drop band (``command``: add | modify | delete | delete_all)."""
+
+    meter_id: int
+    rate_kbps: int = 0
+    burst_kb: int | None = None
+    command: str = "add"
+
+
+Message = FlowRule | MeterRule
+
+
+def _addr(raw: bytes) -> str:
+    return str(ipaddress.ip_address(raw))
+
+
+@dataclass(frozen=True)
+class FiveTuple:
+    """One direction of a session: addresses as bytes (4 or 16), ports, protocol."""
+
+    version: int
+    proto: int
+    src: bytes
+    sport: int
+    dst: bytes
+    dport: int
+
+    def reverse(self) -> "FiveTuple":
+        return FiveTuple(self.version, self.proto, self.dst, self.dport, self.src, self.sport)
+
+    def match(self) -> dict[str, Any]:
+        """OpenFlow 1.3 match fields (Ryu ``OFPMatch`` keyword names)."""
+        v4 = self.version == 4
+        l4 = "tcp" if self.proto == PROTO_TCP else "udp"
+        return {
+            "eth_type": ETH_IPV4 if v4 else ETH_IPV6,
+            "ip_proto": self.proto,
+            ("ipv4_src" if v4 else "ipv6_src"): _addr(self.src),
+            ("ipv4_dst" if v4 else "ipv6_dst"): _addr(self.dst),
+            f"{l4}_src": self.sport,
+            f"{l4}_dst": self.dport,
+        }
+
+    def text(self) -> str:
+        p = "tcp" if self.proto == PROTO_TCP else "udp"
+        s, d = _addr(self.src), _addr(self.dst)
+        if self.version == 6:
+            s, d = f"[{s}]", f"[{d}]"
+        return f"{p} {s}:{self.sport} -> {d}:{self.dport}"
+
+
+def base_pipeline(chatter_ports: Iterable[int] = ()) -> list[FlowRule]:
+    """The rules installed when a switch connects (before any session rule)."""
+    rules = [
+        FlowRule(SESSION_TABLE, MISS_PRIORITY, {}, goto=FORWARD_TABLE, cookie=BASE_COOKIE),
+        FlowRule(FORWARD_TABLE, MISS_PRIORITY, {}, actions=(("controller",),),
+                 cookie=BASE_COOKIE),
+    ]
+    for eth in (ETH_IPV4, ETH_IPV6):
+        for proto in (PROTO_TCP, PROTO_UDP):
+            rules.append(FlowRule(SESSION_TABLE, MIRROR_PRIORITY,
+                                  {"eth_type": eth, "ip_proto": proto},
+                                  actions=(("controller",),), goto=FORWARD_TABLE,
+                                  cookie=BASE_COOKIE))
+    for port in sorted(set(int(p) for p in chatter_ports)):
+        for eth in (ETH_IPV4, ETH_IPV6):
+            for proto, l4 in ((PROTO_UDP, "udp"), (PROTO_TCP, "tcp")):
+                for side in ("src", "dst"):
+                    rules.append(FlowRule(SESSION_TABLE, CHATTER_PRIORITY,
+                                          {"eth_type": eth, "ip_proto": proto,
+                                           f"{l4}_{side}": port},
+                                          goto=FORWARD_TABLE, cookie=BASE_COOKIE))
+    return rules
+
+
+def clear_all() -> list[Message]:
+    """Delete every flow and meter (a fresh start: the app has no state for them)."""
+    return [FlowRule(0, 0, {}, command="delete_all"), MeterRule(0, command="delete_all")]
+
+
+def session_rule(flow: FiveTuple, direction: int, sid: int, enforcement, meter_id: int | None,
+                 use_queue: bool = True) -> FlowRule:
+    """The enforcement rule of one direction of a session."""
+    common = dict(table=SESSION_TABLE, priority=SESSION_PRIORITY, match=flow.match(),
+                  idle_timeout=int(enforcement.idle_timeout or 0),
+                  hard_timeout=int(enforcement.hard_timeout or 0),
+                  cookie=session_cookie(sid, direction), send_flow_rem=True)
+    if enforcement.action == "drop":
+        return FlowRule(**common)
+    actions: list[tuple] = []
+    if enforcement.dscp is not None:
+        actions.append(("set_field", "ip_dscp", int(enforcement.dscp)))
+    if use_queue and enforcement.queue_id is not None:
+        actions.append(("set_queue", int(enforcement.queue_id)))
+    return FlowRule(**common, actions=tuple(actions), goto=FORWARD_TABLE, meter=meter_id)
+
+
+def session_rules(flow: FiveTuple, sid: int, enforcement, meter_id: int | None,
+                  use_queue: bool = True) -> list[FlowRule]:
+    """Both directions: ``flow`` is the client->server direction (direction 0)."""
+    return [session_rule(flow, 0, sid, enforcement, meter_id, use_queue),
+            session_rule(flow.reverse(), 1, sid, enforcement, meter_id, use_queue)]
+
+
+def forward_rule(in_port: int, eth_dst: str, out_port: int) -> FlowRule:
+    return FlowRule(FORWARD_TABLE, FORWARD_PRIORITY, {"in_port": in_port, "eth_dst": eth_dst},
+                    actions=(("output", out_port),), idle_timeout=FORWARD_IDLE_TIMEOUT)
+
+
+@dataclass
+class L2Learning:
+    """The forwarding half: learn MAC -> port per switch, forward or flood."""
+
+    tables: dict[int, dict[str, int]] = field(default_factory=dict)
+
+    def packet(self, dpid: int, in_port: int, eth_src: str, eth_dst: str
+               ) -> tuple[int, list[FlowRule]]:
+        """(out port or OFPP_FLOOD, rules to install) for a table-1 miss."""
+        table = self.tables.setdefault(dpid, {})
+        if not (int(eth_src.split(":")[0], 16) & 1):   # never learn a multicast source
+            table[eth_src] = in_port
+        out = table.get(eth_dst)
+        if out is None or out == in_port:
+            return OFPP_FLOOD, []
+        return out, [forward_rule(in_port, eth_dst, out)]
+
+    def forget(self, dpid: int) -> None:
+        self.tables.pop(dpid, None)
