@@ -16,7 +16,8 @@ import sys
 # Modules that contribute subcommands, in the order `egw --help` lists them.
 REGISTRARS = [
     "classifier.cli",
-    # "policies.cli",  (enabled when the policy package lands)
+    "classifier.cli_models",
+    "policies.cli",
     "ryu_apps.cli",
     "topologies.cli",
 ]

@@ -1,0 +1,89 @@
+"""`egw train` and `egw evaluate` (TensorFlow is imported only inside `train`)."""
+from __future__ import annotations
+
+import shlex
+import sys
+
+MODEL_CHOICES = ("bytesgan", "cnn", "tiny", "nas", "deepnfv", "cart", "kpnet")
+
+
+def register(sub) -> None:
+    p = sub.add_parser(
+        "train", help="train a classifier on a dataset .npz and write a model bundle",
+        description="Train one model family on a dataset built by `egw dataset build` and write a "
+        "model bundle (model.keras, model.tflite, model.int8.tflite, labels.json, preprocess.json, "
+        "card.json, PNG plots). Needs the `train` extra (TensorFlow).")
+    p.add_argument("--model", required=True, choices=MODEL_CHOICES,
+                   help="bytesgan (packet1480), cnn (packet1480/session784), tiny and nas "
+                   "(session784), deepnfv and cart (image900; cart takes any), kpnet (kpackets)")
+    p.add_argument("--data", required=True, metavar="FILE.npz", help="dataset from `egw dataset build`")
+    p.add_argument("--out", required=True, metavar="DIR", help="bundle directory to write")
+    p.add_argument("--labeled-per-class", type=int, default=None, metavar="N",
+                   help="keep N labelled training samples per class; ByteSGAN gets the rest as "
+                   "unlabelled, the other models train on the N only")
+    p.add_argument("--epochs", type=int, default=None, metavar="N", help="epochs (per candidate for nas)")
+    p.add_argument("--seed", type=int, default=0, metavar="N", help="random seed (default 0)")
+    p.add_argument("--batch-size", type=int, default=None, metavar="N")
+    p.add_argument("--patience", type=int, default=8, metavar="N",
+                   help="early-stopping patience in epochs (default 8)")
+    p.add_argument("--unknown-rate", type=float, default=0.02, metavar="F",
+                   help="share of validation sessions below the open-set threshold (default 0.02)")
+    p.add_argument("--generations", type=int, default=3, metavar="N", help="nas: generations (default 3)")
+    p.add_argument("--population", type=int, default=3, metavar="N",
+                   help="nas: children per generation (default 3)")
+    p.add_argument("--max-params", type=int, default=50_000, metavar="N", help="nas: parameter limit")
+    p.add_argument("--max-flops", type=int, default=5_000_000, metavar="N", help="nas: FLOPs limit")
+    p.add_argument("--max-tensor", type=int, default=25_000, metavar="N",
+                   help="nas: largest intermediate tensor (elements)")
+    p.add_argument("--steps-per-epoch", type=int, default=None, metavar="N",
+                   help="bytesgan: D/G step pairs per epoch (default: one pass over the real data)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.set_defaults(func=_train)
+
+    e = sub.add_parser(
+        "evaluate", help="score a model bundle through LiteRT on a dataset or a capture directory",
+        description="Run a bundle through LiteRT exactly as the gateway does (same preprocessing "
+        "code) and print accuracy, macro-F1 and per-class precision/recall/F1 per session, and how "
+        "many in-distribution sessions fall below the open-set threshold ('unknown').")
+    e.add_argument("--model", default=None, metavar="DIR",
+                   help="bundle directory (default: the embedded default model)")
+    e.add_argument("--data", required=True, metavar="PCAP_DIR_OR_NPZ",
+                   help="dataset .npz (its test split) or a directory with one subdirectory of "
+                   "captures per class")
+    e.add_argument("--taxonomy", default=None, metavar="FILE",
+                   help="YAML mapping classes to capture directories (capture directory input)")
+    e.add_argument("--split", default="test", choices=("test", "val", "train", "all"),
+                   help=".npz rows to score (default test; all rows when the file has no test split)")
+    e.add_argument("--float", dest="float_model", action="store_true",
+                   help="run model.tflite instead of model.int8.tflite")
+    e.add_argument("--json", default=None, metavar="OUT", help="write the results as JSON")
+    e.add_argument("--no-progress", action="store_true")
+    e.set_defaults(func=_evaluate)
+
+
+def _train(args) -> int:
+    from classifier.train import summary, train
+
+    card = train(args.model, args.data, args.out, labeled_per_class=args.labeled_per_class,
+                 epochs=args.epochs, seed=args.seed, batch_size=args.batch_size,
+                 progress=not args.no_progress and sys.stderr.isatty(),
+                 unknown_rate=args.unknown_rate, generations=args.generations,
+                 population=args.population, max_params=args.max_params,
+                 max_flops=args.max_flops, max_tensor=args.max_tensor,
+                 steps_per_epoch=args.steps_per_epoch, patience=args.patience,
+                 command="egw " + " ".join(shlex.quote(a) for a in sys.argv[1:]))
+    print(summary(card))
+    print(f"wrote {args.out}")
+    return 0
+
+
+def _evaluate(args) -> int:
+    from classifier.evaluate import evaluate, format_result, write_json
+
+    res = evaluate(args.model, args.data, taxonomy=args.taxonomy, prefer_int8=not args.float_model,
+                   progress=not args.no_progress and sys.stderr.isatty(), split=args.split)
+    print(format_result(res))
+    if args.json:
+        write_json(res, args.json)
+        print(f"wrote {args.json}")
+    return 0

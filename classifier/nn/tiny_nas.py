@@ -1,0 +1,249 @@
+"""Tiny 1D-CNN for session vectors and its hardware-aware evolutionary search (HW-NAS).
+
+A network is a *genome*: a list of blocks, each
+``{filters, kernel, stride, padding, bn, act, pool, pool_size, dropout}``
+(Conv1D -> optional BatchNorm -> activation -> optional max/avg pooling ->
+optional dropout), then a head (``gap``: global average pooling, or ``flatten``)
+and a softmax dense layer.
+
+The search (``search``) starts from a parent genome; every generation it makes
+``population`` children by random mutation (insert, delete or modify a block),
+drops children that break the hardware limits (parameters, largest intermediate
+tensor, FLOPs), trains each on the training data with early stopping and
+learning-rate reduction on plateau against a 20 % validation holdout, and the
+best child (validation accuracy) becomes the next parent. The best network seen
+is returned. ``generations`` and ``population`` make it run for minutes here or
+days elsewhere.
+"""
+from __future__ import annotations
+
+import copy
+import json
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from classifier.nn.common import flat_size, hardware_report, keras
+
+DEFAULTS = {"epochs": 40, "batch_size": 128, "learning_rate": 1e-3}
+
+LIMITS = {"max_params": 50_000, "max_tensor": 25_000, "max_flops": 5_000_000}
+
+FILTERS = [4, 8, 12, 16, 24, 32, 48, 64]
+KERNELS = [3, 5, 7, 9]
+STRIDES = [1, 2, 3, 4]
+ACTS = ["relu", "relu6", "elu", "swish"]
+POOLS = [None, "max", "avg"]
+DROPOUTS = [0.0, 0.1, 0.2, 0.3]
+
+# The fixed tiny network (`egw train --model tiny`), also the search's first parent.
+TINY_DEFAULT = {
+    "blocks": [
+        {"filters": 16, "kernel": 7, "stride": 2, "padding": "same", "bn": True, "act": "relu",
+         "pool": "max", "pool_size": 2, "dropout": 0.0},
+        {"filters": 32, "kernel": 5, "stride": 2, "padding": "same", "bn": True, "act": "relu",
+         "pool": "max", "pool_size": 2, "dropout": 0.1},
+        {"filters": 32, "kernel": 3, "stride": 1, "padding": "same", "bn": True, "act": "relu",
+         "pool": None, "pool_size": 2, "dropout": 0.1},
+    ],
+    "head": "gap",
+}
+
+
+def build(input_shape, n_classes: int, genome: dict | None = None, learning_rate: float = 1e-3,
+          compile: bool = True) -> keras.Model:
+    genome = genome or TINY_DEFAULT
+    length = flat_size(input_shape)
+    inp = keras.Input(shape=tuple(input_shape), name="x")
+    x = keras.layers.Reshape((length, 1))(inp)
+    for i, b in enumerate(genome["blocks"]):
+        x = keras.layers.Conv1D(b["filters"], b["kernel"], strides=b["stride"],
+                                padding=b["padding"], use_bias=not b["bn"], name=f"b{i}_conv")(x)
+        if b["bn"]:
+            x = keras.layers.BatchNormalization(name=f"b{i}_bn")(x)
+        x = keras.layers.Activation(b["act"], name=f"b{i}_act")(x)
+        if b["pool"]:
+            cls = keras.layers.MaxPooling1D if b["pool"] == "max" else keras.layers.AveragePooling1D
+            x = cls(pool_size=b["pool_size"], name=f"b{i}_pool")(x)
+        if b["dropout"]:
+            x = keras.layers.Dropout(b["dropout"], name=f"b{i}_drop")(x)
+    if genome.get("head", "gap") == "gap":
+        x = keras.layers.GlobalAveragePooling1D(name="gap")(x)
+    else:
+        x = keras.layers.Flatten(name="flatten")(x)
+    out = keras.layers.Dense(n_classes, activation="softmax", name="probs")(x)
+    model = keras.Model(inp, out, name="tiny_cnn")
+    if compile:
+        model.compile(optimizer=keras.optimizers.Adam(learning_rate),
+                      loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    return model
+
+
+def _out_len(length: int, b: dict) -> int:
+    if b["padding"] == "same":
+        n = -(-length // b["stride"])
+    else:
+        n = (length - b["kernel"]) // b["stride"] + 1
+    if n < 1:
+        return 0
+    if b["pool"]:
+        if n < b["pool_size"]:
+            return 0
+        n = n // b["pool_size"]
+    return n
+
+
+def valid_shape(genome: dict, length: int) -> bool:
+    """Every block leaves at least one step (no error from a too-small input)."""
+    if not genome["blocks"]:
+        return False
+    n = length
+    for b in genome["blocks"]:
+        n = _out_len(n, b)
+        if n < 1:
+            return False
+    return True
+
+
+def check_limits(genome: dict, input_shape, n_classes: int, limits: dict | None = None):
+    """Return (ok, hardware report or None, reason)."""
+    lim = {**LIMITS, **(limits or {})}
+    if not valid_shape(genome, flat_size(input_shape)):
+        return False, None, "sequence shrinks to nothing"
+    model = build(input_shape, n_classes, genome, compile=False)
+    rep = hardware_report(model)
+    if rep["params"] > lim["max_params"]:
+        return False, rep, f"params {rep['params']} > {lim['max_params']}"
+    if rep["max_tensor"] > lim["max_tensor"]:
+        return False, rep, f"max tensor {rep['max_tensor']} > {lim['max_tensor']}"
+    if rep["flops"] > lim["max_flops"]:
+        return False, rep, f"FLOPs {rep['flops']} > {lim['max_flops']}"
+    return True, rep, "ok"
+
+
+def random_block(rng: np.random.Generator) -> dict:
+    return {
+        "filters": int(rng.choice(FILTERS)),
+        "kernel": int(rng.choice(KERNELS)),
+        "stride": int(rng.choice(STRIDES)),
+        "padding": str(rng.choice(["same", "valid"])),
+        "bn": bool(rng.random() < 0.7),
+        "act": str(rng.choice(ACTS)),
+        "pool": POOLS[int(rng.integers(len(POOLS)))],
+        "pool_size": int(rng.choice([2, 3, 4])),
+        "dropout": float(rng.choice(DROPOUTS)),
+    }
+
+
+def mutate(genome: dict, rng: np.random.Generator) -> tuple[dict, str]:
+    """One random mutation: insert, delete or modify a block (or flip the head)."""
+    g = copy.deepcopy(genome)
+    blocks = g["blocks"]
+    ops = ["insert", "modify", "modify"] + (["delete"] if len(blocks) > 1 else []) + ["head"]
+    op = str(rng.choice(ops))
+    if op == "insert":
+        pos = int(rng.integers(len(blocks) + 1))
+        blocks.insert(pos, random_block(rng))
+        return g, f"insert block at {pos}"
+    if op == "delete":
+        pos = int(rng.integers(len(blocks)))
+        del blocks[pos]
+        return g, f"delete block {pos}"
+    if op == "head":
+        g["head"] = "flatten" if g.get("head", "gap") == "gap" else "gap"
+        return g, f"head -> {g['head']}"
+    pos = int(rng.integers(len(blocks)))
+    key = str(rng.choice(list(blocks[pos].keys())))
+    fresh = random_block(rng)
+    blocks[pos][key] = fresh[key]
+    return g, f"block {pos}: {key} -> {fresh[key]}"
+
+
+@dataclass
+class SearchResult:
+    genome: dict
+    model: object
+    val_accuracy: float
+    history: list = field(default_factory=list)  # one record per trained candidate
+    seconds: float = 0.0
+
+
+def _holdout(n: int, groups, rng: np.random.Generator, frac: float = 0.2):
+    if groups is None:
+        idx = rng.permutation(n)
+        k = max(1, int(round(frac * n)))
+        return idx[k:], idx[:k]
+    uniq = np.unique(groups)
+    val_groups = set(rng.permutation(uniq)[: max(1, int(round(frac * len(uniq))))].tolist())
+    mask = np.array([g in val_groups for g in groups])
+    return np.where(~mask)[0], np.where(mask)[0]
+
+
+def train_candidate(genome, input_shape, n_classes, Xtr, ytr, Xva, yva, epochs: int,
+                    batch_size: int, learning_rate: float, class_weight=None, patience: int = 4,
+                    verbose: int = 0):
+    model = build(input_shape, n_classes, genome, learning_rate=learning_rate)
+    cbs = [
+        keras.callbacks.EarlyStopping(monitor="val_loss", patience=patience, restore_best_weights=True),
+        keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5, patience=max(1, patience // 2),
+                                          min_lr=1e-5),
+    ]
+    hist = model.fit(Xtr, ytr, validation_data=(Xva, yva), epochs=epochs, batch_size=batch_size,
+                     callbacks=cbs, class_weight=class_weight, verbose=verbose)
+    probs = model.predict(Xva, batch_size=1024, verbose=0)
+    acc = float((probs.argmax(1) == yva).mean()) if len(yva) else 0.0
+    return model, acc, hist.history
+
+
+def search(X, y, input_shape, n_classes: int, generations: int = 3, population: int = 3,
+           epochs: int = 15, batch_size: int = 128, learning_rate: float = 1e-3, seed: int = 0,
+           limits: dict | None = None, groups=None, class_weight=None, parent: dict | None = None,
+           log=print, patience: int = 4) -> SearchResult:
+    """Constrained evolutionary search; returns the best network found (by holdout accuracy)."""
+    t0 = time.time()
+    rng = np.random.default_rng(seed)
+    tr, va = _holdout(len(y), groups, rng)
+    Xtr, ytr, Xva, yva = X[tr], y[tr], X[va], y[va]
+    parent = copy.deepcopy(parent or TINY_DEFAULT)
+    ok, rep, why = check_limits(parent, input_shape, n_classes, limits)
+    if not ok:
+        raise ValueError(f"the first parent breaks the hardware limits: {why}")
+    history = []
+    model, acc, _ = train_candidate(parent, input_shape, n_classes, Xtr, ytr, Xva, yva, epochs,
+                                    batch_size, learning_rate, class_weight, patience)
+    history.append({"generation": 0, "child": 0, "mutation": "initial parent", "genome": parent,
+                    "val_accuracy": acc, **rep})
+    log(f"nas: generation 0 parent val_acc={acc:.4f} params={rep['params']} flops={rep['flops']}")
+    best = SearchResult(parent, model, acc)
+    for gen in range(1, generations + 1):
+        children = []
+        for c in range(population):
+            for _attempt in range(100):
+                child, what = mutate(parent, rng)
+                ok, rep, why = check_limits(child, input_shape, n_classes, limits)
+                if ok:
+                    break
+            else:
+                continue
+            m, a, _ = train_candidate(child, input_shape, n_classes, Xtr, ytr, Xva, yva, epochs,
+                                      batch_size, learning_rate, class_weight, patience)
+            history.append({"generation": gen, "child": c, "mutation": what, "genome": child,
+                            "val_accuracy": a, **rep})
+            log(f"nas: generation {gen} child {c} ({what}) val_acc={a:.4f} "
+                f"params={rep['params']} max_tensor={rep['max_tensor']} flops={rep['flops']}")
+            children.append((a, child, m))
+        if not children:
+            continue
+        children.sort(key=lambda t: -t[0])
+        a, child, m = children[0]
+        parent = child  # the best child becomes the parent
+        if a > best.val_accuracy:
+            best = SearchResult(child, m, a)
+    best.history = history
+    best.seconds = time.time() - t0
+    return best
+
+
+def genome_json(genome: dict) -> str:
+    return json.dumps(genome, sort_keys=True)
