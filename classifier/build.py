@@ -270,7 +270,7 @@ def build_from_idx(folder, out, max_per_class=None, seed=0, val_fraction=0.1, ar
                 keep.append(idx)
         ktr, kte = np.sort(np.concatenate(keep_tr)), np.sort(np.concatenate(keep_te))
         trX, trY, teX, teY = trX[ktr], trY[ktr], teX[kte], teY[kte]
-    val = carve_val(trY, val_fraction, seed)
+    val = carve_val(trY, val_fraction, seed, trX)
     split = np.concatenate([np.where(val, 1, 0), np.full(len(teY), 2)]).astype(np.int8)
     X = np.concatenate([trX, teX]).astype(np.float32) / np.float32(255.0)
     y = np.concatenate([trY, teY])

@@ -111,14 +111,20 @@ def assign_splits(X: np.ndarray, y: np.ndarray, session: np.ndarray,
     return split, info
 
 
-def carve_val(y: np.ndarray, frac: float = 0.1, seed: int = 0) -> np.ndarray:
-    """Pick a stratified ``frac`` of ``y``'s indices as validation (for pre-split data)."""
+def carve_val(y: np.ndarray, frac: float = 0.1, seed: int = 0, X: np.ndarray | None = None) -> np.ndarray:
+    """Pick a stratified ``frac`` of ``y``'s indices as validation (for pre-split data).
+    With ``X``, byte-identical samples are kept on one side (all in val or none)."""
     rng = np.random.default_rng(seed)
+    if X is not None:
+        _u, group = np.unique(np.asarray(row_hashes(X), dtype=object).astype("S16"), return_inverse=True)
+    else:
+        group = np.arange(len(y))
     val = np.zeros(len(y), dtype=bool)
     for c in np.unique(y):
-        idx = np.flatnonzero(y == c)
-        k = int(round(len(idx) * frac))
-        if len(idx) >= 2 and k == 0:
+        gs = np.unique(group[y == c])
+        k = int(round(len(gs) * frac))
+        if len(gs) >= 2 and k == 0:
             k = 1
-        val[rng.choice(idx, size=min(k, len(idx) - 1), replace=False)] = True
+        pick = rng.choice(gs, size=min(k, len(gs) - 1), replace=False)
+        val |= np.isin(group, pick)
     return val
