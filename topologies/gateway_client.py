@@ -1,0 +1,48 @@
+"""The gateway's REST API, as the emulation sees it (the only way in besides flow dumps)."""
+from __future__ import annotations
+
+import json
+import time
+import urllib.error
+import urllib.request
+
+
+class GatewayClient:
+    def __init__(self, base_url: str, token: str | None = None, timeout: float = 5.0):
+        self.base = base_url.rstrip("/")
+        self.token = token
+        self.timeout = timeout
+
+    def _call(self, method: str, path: str, body: dict | None = None):
+        data = json.dumps(body).encode() if body is not None else None
+        req = urllib.request.Request(self.base + path, data=data, method=method)
+        req.add_header("Content-Type", "application/json")
+        if self.token:
+            req.add_header("Authorization", f"Bearer {self.token}")
+        with urllib.request.urlopen(req, timeout=self.timeout) as resp:
+            raw = resp.read()
+        return json.loads(raw) if raw else None
+
+    def sessions(self) -> list[dict]:
+        doc = self._call("GET", "/egw/sessions")
+        return doc["sessions"] if isinstance(doc, dict) and "sessions" in doc else doc
+
+    def stats(self) -> dict:
+        return self._call("GET", "/egw/stats")
+
+    def policy(self) -> dict:
+        return self._call("GET", "/egw/policy")
+
+    def reload_policy(self) -> dict:
+        return self._call("POST", "/egw/policy/reload", {})
+
+    def wait_ready(self, timeout: float = 20.0) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                self.stats()
+                return
+            except (urllib.error.URLError, OSError):
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)

@@ -1,0 +1,119 @@
+"""The emulation report: Markdown tables and PNG plots from measured results."""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+
+def _plots(report_dir: Path, results: dict, pol, base) -> dict[str, str]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    files = {}
+    runs = [r for r in (pol, base) if r is not None]
+    fig, axes = plt.subplots(len(runs), 1, figsize=(8, 3.2 * len(runs)), squeeze=False)
+    for ax, run in zip(axes[:, 0], runs):
+        for f in run.flows:
+            if f.intervals:
+                ax.plot([t for t, _ in f.intervals], [v for _, v in f.intervals], label=f.name)
+        if not math.isnan(run.policy_change_at):
+            ax.axvline(run.policy_change_at, color="k", ls="--", lw=0.8, label="policy reload")
+        ax.set_title(f"{run.name} run: throughput per flow (0.5 s intervals)")
+        ax.set_xlabel("s")
+        ax.set_ylabel("Mbit/s")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(report_dir / "throughput.png", dpi=110)
+    plt.close(fig)
+    files["throughput"] = "throughput.png"
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for run in runs:
+        xs = sorted(r for t, r in zip(run.probe_t, run.probe_rtt_ms) if t > 3.0)
+        if xs:
+            ax.plot(xs, [(i + 1) / len(xs) for i in range(len(xs))],
+                    label=f"{run.name} (p95 {results[run.name]['probe_p95_ms']} ms)")
+    ax.set_xscale("log")
+    ax.set_xlabel("probe RTT (ms, log)")
+    ax.set_ylabel("CDF")
+    ax.set_title("Blood-pressure monitor probe under a saturated uplink")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(report_dir / "latency_cdf.png", dpi=110)
+    plt.close(fig)
+    files["latency"] = "latency_cdf.png"
+
+    table = (results.get("replay") or {}).get("classification")
+    if table and table["matrix"]:
+        trues = list(table["matrix"])
+        preds = table["labels"]
+        fig, ax = plt.subplots(figsize=(1 + 0.8 * len(preds), 1 + 0.6 * len(trues)))
+        data = [[table["matrix"][t][p] for p in preds] for t in trues]
+        ax.imshow(data, cmap="Blues")
+        ax.set_xticks(range(len(preds)), preds, rotation=45, ha="right")
+        ax.set_yticks(range(len(trues)), trues)
+        for i, row in enumerate(data):
+            for j, v in enumerate(row):
+                if v:
+                    ax.text(j, i, str(v), ha="center", va="center", fontsize=9)
+        ax.set_xlabel("gateway's label")
+        ax.set_ylabel("true class")
+        ax.set_title("Replayed sessions")
+        fig.tight_layout()
+        fig.savefig(report_dir / "confusion.png", dpi=110)
+        plt.close(fig)
+        files["confusion"] = "confusion.png"
+    return files
+
+
+def write_report(report_dir: Path, results: dict, pol, base) -> Path:
+    files = _plots(report_dir, results, pol, base)
+    L = ["# Smart-home emulation report", ""]
+    cfg = results["config"]
+    L += [f"Uplink {cfg['uplink_mbit']} Mbit/s, QoS phase {cfg['duration']} s per run, "
+          f"model classes {', '.join(results['model']['labels'])} "
+          f"(threshold {results['model']['threshold']}). Wall time {results.get('wall_s')} s.", ""]
+    table = (results.get("replay") or {}).get("classification")
+    L += ["## Classification of replayed real sessions", "",
+          f"Source: {results['replay']['source']}.", ""]
+    if table:
+        acc = table["correct"] / table["total"] if table["total"] else float("nan")
+        L += [f"{table['correct']} of {table['total']} sessions labelled right ({acc:.0%}).", ""]
+        preds = table["labels"]
+        L += ["| true \\ gateway | " + " | ".join(preds) + " |",
+              "|---|" + "---:|" * len(preds)]
+        for t, row in table["matrix"].items():
+            L.append(f"| {t} | " + " | ".join(str(row[p]) for p in preds) + " |")
+        L += ["", f"![confusion]({files.get('confusion', '')})", ""]
+    enf = results.get("enforcement", {})
+    L += ["## Enforcement", ""]
+    if "dropped_sessions" in enf:
+        L += [f"- Dropped sessions: {enf['dropped_sessions']}; their packets that still arrived "
+              f"more than 50 ms after the decision: {enf['packets_after_drop_decision']}."]
+    if "camera_mbps_before_change" in enf:
+        L += [f"- Camera meter {enf['camera_meter_kbps_before']} kbit/s: measured "
+              f"{enf['camera_mbps_before_change']} Mbit/s ({enf['meter_error_before']:+.1%})."]
+        L += [f"- Policy changed live at {enf['policy_change_at_s']} s (meter "
+              f"{enf['camera_meter_kbps_after']} kbit/s): measured "
+              f"{enf['camera_mbps_after_change']} Mbit/s ({enf['meter_error_after']:+.1%}). "
+              f"Reload answer: `{enf.get('reload')}`."]
+    L += ["", "## Priority under a saturated uplink", "",
+          "| run | probe p50 ms | p95 ms | p99 ms | received/sent | bulk Mbit/s | bulk share |",
+          "|---|---:|---:|---:|---:|---:|---:|"]
+    for name in ("policy", "baseline"):
+        r = results.get(name)
+        if r:
+            L.append(f"| {name} | {r['probe_p50_ms']} | {r['probe_p95_ms']} | {r['probe_p99_ms']} "
+                     f"| {r['probe_received']}/{r['probe_sent']} | {r['bulk_mbps']} "
+                     f"| {r['bulk_share']} |")
+    if results.get("latency_p95_ratio_baseline_over_policy"):
+        L += ["", f"p95 latency without the policy is "
+              f"{results['latency_p95_ratio_baseline_over_policy']}x that with it."]
+    L += ["", f"![latency]({files['latency']})", "", f"![throughput]({files['throughput']})", ""]
+    path = report_dir / "report.md"
+    path.write_text("\n".join(L))
+    return path

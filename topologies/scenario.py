@@ -1,0 +1,373 @@
+"""The smart-home scenario: classification, enforcement and QoS, measured.
+
+One call of :func:`run_scenario` does, each phase against a real
+``ryu-manager ryu_apps/egw.py`` on a private Open vSwitch (userspace datapath)
+and the :class:`~topologies.smart_home.SmartHomeTopo` network:
+
+1. **Replay** (policy run): real sessions the model never trained on (the
+   default bundle's held-out test sessions of ``iscx-apps``; built-in
+   synthetic sessions when ``../shared/data`` is absent) are replayed from the
+   devices whose role matches their class; the gateway's REST API then says how
+   each was labelled (confusion table), and the packets of dropped sessions
+   that still arrived after the decision are counted.
+2. **QoS** (policy run, then the baseline run): the laptop saturates the
+   uplink with TCP bulk flows, the camera sends UDP above its meter, and the
+   blood-pressure monitor sends a latency probe. Halfway through, the policy
+   file is changed (the camera's rate limit is halved) and reloaded through the
+   REST API, and the camera's rate before/after shows the live sessions follow.
+   The baseline run repeats the QoS phase with a flat policy (no marking, no
+   meters, one WAN class at the same uplink rate): same bottleneck, no QoS.
+
+Everything started here is stopped here, by PID or by the network's own
+``net.stop()``.
+"""
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import yaml
+
+from topologies import smart_home as sh
+from topologies.controller import RyuProcess
+from topologies.gateway_client import GatewayClient
+from topologies.mininet_net import build_net, mininet_lock, wait_connected
+from topologies.ovs_service import OvsService
+from topologies.traffic import (FlowResult, iperf3_client, iperf3_server, parse_iperf3,
+                                percentile, probe_client, probe_server)
+
+log = logging.getLogger(__name__)
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED_DATA = (REPO / ".." / "shared" / "data").resolve()
+API_TOKEN = "egw-emulation-token"
+
+BULK_PORT, CAMERA_PORT, PROBE_PORT = 5201, 5202, 9000
+PROBE_SPORT = 40400
+
+
+@dataclass
+class ScenarioConfig:
+    policy: Path | None = None           # default: policies/smart_home.yaml
+    model: Path | None = None            # default: the embedded bundle
+    duration: float = 20.0               # seconds of the QoS phase (per run)
+    uplink_mbit: float = 20.0
+    camera_kbps: int = 4000              # the camera's meter before the live policy change
+    camera_send_kbps: int = 8000         # what the camera tries to send
+    bulk_streams: int = 4
+    probe_rate: float = 20.0
+    replay_per_class: int = 8
+    replay_gap: float = 0.05
+    data_dir: Path | None = None         # ../shared/data
+    baseline: bool = True
+    report_dir: Path = Path("reports/smart_home")
+
+
+@dataclass
+class RunResult:
+    name: str
+    probe_rtt_ms: list[float] = field(default_factory=list)
+    probe_t: list[float] = field(default_factory=list)
+    probe_sent: int = 0
+    flows: list[FlowResult] = field(default_factory=list)
+    camera_before_mbps: float = float("nan")
+    camera_after_mbps: float = float("nan")
+    policy_change_at: float = float("nan")
+    reload: dict = field(default_factory=dict)
+    gateway_sessions: list[dict] = field(default_factory=list)
+    flow_dump: list[str] = field(default_factory=list)
+
+
+# ---- policies ------------------------------------------------------------------
+def scenario_policy(base: dict, uplink_kbps: int, camera_kbps: int) -> dict:
+    """The user's policy for this home: uplink rate of the emulated WAN, and device
+    overrides for the topology's devices (unless the policy already has some)."""
+    doc = copy.deepcopy(base)
+    doc.setdefault("wan", {})["uplink_kbps"] = uplink_kbps
+    if not doc.get("devices"):
+        doc["devices"] = [
+            {"name": "blood-pressure-monitor", "mac": sh.device("bpm").mac,
+             "all": {"dscp": "EF"}},
+            {"name": "ip-camera", "mac": sh.device("camera").mac,
+             "all": {"dscp": "AF41",
+                     "rate_limit": {"kbps": camera_kbps, "scope": "session"}}},
+            {"name": "guest", "mac": sh.device("guest").mac,
+             "classes": {"p2p": {"action": "drop"}}},
+        ]
+    return doc
+
+
+def baseline_policy(policy: dict) -> dict:
+    """Same classes and uplink, no QoS: everything allowed, unmarked, one WAN class."""
+    uplink = policy["wan"]["uplink_kbps"]
+    flat = {"action": "allow", "dscp": "best-effort", "idle_timeout": 60}
+    return {
+        "version": 1,
+        "description": "baseline: no QoS (same bottleneck, one FIFO-like class)",
+        "default": dict(flat),
+        "classes": {c: dict(flat) for c in (policy.get("classes") or {})},
+        "wan": {"uplink_kbps": uplink, "default_class": "all",
+                "classes": [{"name": "all", "dscp": ["CS0"], "rate_kbps": uplink, "prio": 0}]},
+    }
+
+
+def _write_policy(doc: dict, path: Path) -> Path:
+    from policies import load_policy
+
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    load_policy(path)  # validate now: a bad scenario policy is a clear error here
+    return path
+
+
+# ---- replay ----------------------------------------------------------------------
+def _replay_plan(cfg: ScenarioConfig, bundle) -> tuple[list, str]:
+    """Sessions to replay: held-out real ones where available, else built-in ones."""
+    from topologies import replay as rp
+
+    data = cfg.data_dir or SHARED_DATA
+    labels = set(bundle.labels)
+    wanted = {c for d in sh.DEVICES for c in d.replay} & labels
+    plan: list[tuple[str, rp.CapturedSession]] = []
+    source = ""
+    apps = data / "iscx-apps"
+    if apps.is_dir():
+        from topologies.heldout import heldout_filter, load_taxonomy_map
+
+        keep, how = heldout_filter(bundle, apps)
+        chosen = rp.load_sessions(apps, wanted, taxonomy=load_taxonomy_map(data), keep=keep,
+                                  per_class=cfg.replay_per_class, seed=1)
+        source = f"{apps} ({how})"
+    else:
+        from topologies.builtin_captures import builtin_sessions
+
+        chosen = builtin_sessions(wanted, per_class=max(2, cfg.replay_per_class // 2))
+        source = "built-in synthetic sessions (../shared/data absent)"
+    for d in sh.DEVICES:
+        for c in d.replay:
+            for cs in chosen.get(c, []):
+                plan.append((d.name, cs))
+    return plan, source
+
+
+def _do_replay(net, cfg: ScenarioConfig, plan) -> list:
+    from topologies.replay import Replayer, rewrite
+
+    sessions = []
+    for i, (dev, cs) in enumerate(plan):
+        d = sh.device(dev)
+        server = sh.INET_IPS["cloud"]
+        rs = rewrite(cs, i, d.ip, d.mac, server, sh.INET_MAC, 20000 + i)
+        rs.device = dev
+        sessions.append(rs)
+    names = {dev for dev, _ in plan} | {"inet"}
+    hosts = {n: (net.get(n).pid, net.get(n).defaultIntf().name) for n in names}
+    player = Replayer(hosts, server_host="inet")
+    try:
+        player.replay(sessions, gap=cfg.replay_gap, concurrency=8)
+    finally:
+        player.close()
+    return sessions
+
+
+def classification_table(sessions, gw_sessions: list[dict]) -> dict:
+    """Match replayed sessions to the gateway's decisions by (device IP, client port)."""
+    by_port = {}
+    for g in gw_sessions:
+        for a, pa in ((g.get("src"), g.get("sport")), (g.get("dst"), g.get("dport"))):
+            if a and pa:
+                by_port[(a, int(pa))] = g
+    rows = []
+    for s in sessions:
+        dev = sh.device(s.device)
+        g = by_port.get((dev.ip, s.client_port))
+        rows.append({
+            "device": s.device, "true": s.label, "source": s.source,
+            "predicted": (g or {}).get("class", "not seen"),
+            "confidence": (g or {}).get("confidence"),
+            "action": (g or {}).get("action"),
+            "decided_at": (g or {}).get("decided_at"),
+            "sent": list(s.sent), "received": list(s.received),
+            "arrived_after_decision": _after(s, (g or {}).get("decided_at")),
+        })
+    labels = sorted({r["true"] for r in rows} | {r["predicted"] for r in rows})
+    matrix = {t: {p: 0 for p in labels} for t in sorted({r["true"] for r in rows})}
+    for r in rows:
+        matrix[r["true"]][r["predicted"]] += 1
+    correct = sum(r["true"] == r["predicted"] for r in rows)
+    return {"rows": rows, "matrix": matrix, "labels": labels, "correct": correct,
+            "total": len(rows)}
+
+
+def _after(s, decided_at) -> int | None:
+    """Packets of the session that arrived later than 50 ms after the decision (rules
+    need a moment to reach the datapath: duplicate packet-ins are expected)."""
+    if decided_at is None:
+        return None
+    return sum(1 for t in s.arrived_at.values() if t > float(decided_at) + 0.05)
+
+
+# ---- QoS phase --------------------------------------------------------------------
+def _qos_phase(net, cfg: ScenarioConfig, name: str, gw: GatewayClient,
+               change_policy=None) -> RunResult:
+    res = RunResult(name)
+    inet = net.get("inet")
+    bpm, camera, laptop = net.get("bpm", "camera", "laptop")
+    cloud = sh.INET_IPS["cloud"]
+    d = cfg.duration
+    servers = [iperf3_server(inet, BULK_PORT), iperf3_server(inet, CAMERA_PORT),
+               probe_server(inet, PROBE_PORT, d + 30)]
+    try:
+        time.sleep(0.5)
+        cam = iperf3_client(camera, cloud, CAMERA_PORT, d, udp_kbps=cfg.camera_send_kbps)
+        probe = probe_client(bpm, cloud, PROBE_PORT, d, rate=cfg.probe_rate, sport=PROBE_SPORT)
+        time.sleep(1.0)  # the probe and camera sessions get classified before the bulk starts
+        bulk = iperf3_client(laptop, cloud, BULK_PORT, d - 2, streams=cfg.bulk_streams)
+        t0 = time.monotonic()
+        if change_policy is not None:
+            time.sleep(max(0.0, d / 2 - 1.0))
+            res.policy_change_at = round(time.monotonic() - t0 + 1.0, 2)
+            res.reload = change_policy()
+        rc, out = cam.wait(timeout=d + 30)
+        res.flows.append(parse_iperf3("camera video (UDP)", "camera", "udp", rc, out))
+        rc, out = bulk.wait(timeout=d + 30)
+        res.flows.append(parse_iperf3(f"laptop bulk upload ({cfg.bulk_streams} TCP)", "laptop",
+                                      "tcp", rc, out))
+        rc, out = probe.wait(timeout=d + 30)
+        try:
+            doc = json.loads(out[out.index("{"):])
+            res.probe_rtt_ms, res.probe_t, res.probe_sent = doc["rtt_ms"], doc["t"], doc["sent"]
+        except ValueError:
+            log.error("probe failed: %s", out[-300:])
+        try:
+            res.gateway_sessions = gw.sessions()
+        except OSError as exc:
+            log.error("REST sessions failed: %s", exc)
+    finally:
+        for s in servers:
+            s.stop()
+    cam_flow = res.flows[0]
+    if cam_flow.intervals and change_policy is not None:
+        cut = res.policy_change_at
+        before = [v for t, v in cam_flow.intervals if 1.0 < t <= cut]
+        after = [v for t, v in cam_flow.intervals if t > cut + 1.0]
+        res.camera_before_mbps = sum(before) / len(before) if before else float("nan")
+        res.camera_after_mbps = sum(after) / len(after) if after else float("nan")
+    return res
+
+
+# ---- one run -------------------------------------------------------------------------
+def _run_once(cfg: ScenarioConfig, name: str, policy_path: Path, replay_plan=None,
+              change_policy_doc: dict | None = None) -> tuple[RunResult, list]:
+    extra = ["--egw-policy", str(policy_path), "--egw-wan-port", "egw1-eth1",
+             "--egw-api-token", API_TOKEN]
+    if cfg.model:
+        extra += ["--egw-model", str(cfg.model)]
+    replayed: list = []
+    with OvsService() as ovs:
+        ovs.activate()
+        with RyuProcess(extra_args=extra, log_path=cfg.report_dir / f"ryu-{name}.log") as ryu:
+            gw = GatewayClient(ryu.rest_url, token=API_TOKEN)
+            net = build_net(sh.SmartHomeTopo(), ryu.of_port)
+            try:
+                net.start()
+                if not wait_connected(net, 20):
+                    raise RuntimeError("the gateway switch never connected:\n" + ryu.log_tail())
+                gw.wait_ready()
+                if replay_plan:
+                    replayed = _do_replay(net, cfg, replay_plan)
+
+                def change():
+                    policy_path.write_text(yaml.safe_dump(change_policy_doc, sort_keys=False))
+                    return gw.reload_policy()
+
+                res = _qos_phase(net, cfg, name, gw,
+                                 change_policy=change if change_policy_doc else None)
+                if replay_plan:
+                    res.gateway_sessions = gw.sessions()
+                res.flow_dump = ovs.ofctl("egw1", "dump-flows").splitlines()
+            finally:
+                net.stop()
+    return res, replayed
+
+
+def run_scenario(cfg: ScenarioConfig) -> dict:
+    """Run the policy run (replay + QoS with a live policy change) and the baseline run;
+    write ``report.md``, ``results.json`` and plots into ``cfg.report_dir``."""
+    from classifier.bundle import DEFAULT_BUNDLE_DIR, load_bundle
+    from policies import DEFAULT_POLICY_PATH
+    from topologies.report import write_report
+
+    cfg.report_dir = Path(cfg.report_dir)
+    cfg.report_dir.mkdir(parents=True, exist_ok=True)
+    bundle = load_bundle(cfg.model or DEFAULT_BUNDLE_DIR)
+    base = yaml.safe_load(Path(cfg.policy or DEFAULT_POLICY_PATH).read_text())
+    uplink = int(cfg.uplink_mbit * 1000)
+    pol = scenario_policy(base, uplink, cfg.camera_kbps)
+    policy_path = _write_policy(pol, cfg.report_dir / "policy.yaml")
+    changed = scenario_policy(base, uplink, cfg.camera_kbps // 2)
+    plan, source = _replay_plan(cfg, bundle)
+
+    t_start = time.time()
+    with mininet_lock():
+        with_policy, replayed = _run_once(cfg, "policy", policy_path, plan, changed)
+        baseline = None
+        if cfg.baseline:
+            base_path = _write_policy(baseline_policy(pol), cfg.report_dir / "baseline.yaml")
+            baseline, _ = _run_once(cfg, "baseline", base_path)
+    results = summarize(cfg, bundle, with_policy, baseline, replayed, source)
+    results["wall_s"] = round(time.time() - t_start, 1)
+    (cfg.report_dir / "results.json").write_text(json.dumps(results, indent=2, default=str))
+    write_report(cfg.report_dir, results, with_policy, baseline)
+    return results
+
+
+def summarize(cfg, bundle, pol: RunResult, base: RunResult | None, replayed, source) -> dict:
+    table = classification_table(replayed, pol.gateway_sessions) if replayed else None
+    out: dict = {
+        "config": {k: str(v) for k, v in asdict(cfg).items()},
+        "model": {"labels": bundle.labels, "threshold": bundle.threshold,
+                  "family": bundle.card.get("model", bundle.card.get("family"))},
+        "replay": {"source": source, "classification": table},
+    }
+    if table:
+        dropped = [r for r in table["rows"] if r["action"] == "drop"]
+        out["enforcement"] = {
+            "dropped_sessions": len(dropped),
+            "packets_after_drop_decision": sum(r["arrived_after_decision"] or 0 for r in dropped),
+        }
+    cam = pol.flows[0] if pol.flows else None
+    out.setdefault("enforcement", {})
+    if cam and cam.intervals:
+        out["enforcement"]["camera_meter_kbps_before"] = cfg.camera_kbps
+        out["enforcement"]["camera_mbps_before_change"] = round(pol.camera_before_mbps, 3)
+        out["enforcement"]["camera_meter_kbps_after"] = cfg.camera_kbps // 2
+        out["enforcement"]["camera_mbps_after_change"] = round(pol.camera_after_mbps, 3)
+        out["enforcement"]["meter_error_before"] = round(
+            pol.camera_before_mbps * 1000 / cfg.camera_kbps - 1, 3)
+        out["enforcement"]["meter_error_after"] = round(
+            pol.camera_after_mbps * 1000 / (cfg.camera_kbps // 2) - 1, 3)
+        out["enforcement"]["policy_change_at_s"] = pol.policy_change_at
+        out["enforcement"]["reload"] = pol.reload
+    for run in (pol, base):
+        if run is None:
+            continue
+        bulk = run.flows[1] if len(run.flows) > 1 else None
+        # Steady state: skip the probe's first second (its session is being classified).
+        steady = [r for t, r in zip(run.probe_t, run.probe_rtt_ms) if t > 3.0]
+        out[run.name] = {
+            "probe_sent": run.probe_sent, "probe_received": len(run.probe_rtt_ms),
+            "probe_p50_ms": round(percentile(steady, 50), 3),
+            "probe_p95_ms": round(percentile(steady, 95), 3),
+            "probe_p99_ms": round(percentile(steady, 99), 3),
+            "bulk_mbps": round(bulk.mbps, 2) if bulk else None,
+            "bulk_share": round(bulk.mbps / cfg.uplink_mbit, 3) if bulk else None,
+            "camera_mbps": round(run.flows[0].mbps, 2) if run.flows else None,
+        }
+    if base is not None:
+        p, b = out["policy"]["probe_p95_ms"], out["baseline"]["probe_p95_ms"]
+        out["latency_p95_ratio_baseline_over_policy"] = round(b / p, 1) if p else None
+    return out
