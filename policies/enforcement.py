@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from typing import Any, Literal
 
-from .schema import ClassOverride, ClassPolicy, Device, Policy
+from .schema import ClassOverride, Device, Policy
 
 
 @dataclass(frozen=True)

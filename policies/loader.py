@@ -110,14 +110,14 @@ def _locate(root: yaml.Node | None, loc: tuple, key_itself: bool = False
         if isinstance(node, yaml.MappingNode):
             for k, v in node.value:
                 if isinstance(k, yaml.ScalarNode) and k.value == str(seg):
-                    path.append(seg)
+                    path.append(str(seg))
                     mark = k.start_mark if (key_itself and last) else (
                         k.start_mark if isinstance(v, (yaml.MappingNode, yaml.SequenceNode))
                         else v.start_mark)
                     node = v
                     break
             else:
-                if last and isinstance(seg, str):
+                if last and isinstance(seg, str) and not _is_tag(seg):
                     path.append(seg)
                 continue
         elif isinstance(node, yaml.SequenceNode) and isinstance(seg, int) \
@@ -128,7 +128,7 @@ def _locate(root: yaml.Node | None, loc: tuple, key_itself: bool = False
         elif last and isinstance(seg, (str, int)) and not _is_tag(seg):
             path.append(seg)
     if mark is None:
-        return tuple(path), None, None
+        return tuple(path), 1, 1
     return tuple(path), mark.line + 1, mark.column + 1
 
 
@@ -183,9 +183,14 @@ def _message(err: dict) -> str:
         msg = msg[len("Value error, "):]
     if msg.startswith("Input should be "):
         msg = "must be " + msg[len("Input should be "):]
+    msg = re.sub(r" or instance of \w+", "", msg).replace("valid tuple", "valid list")
+    if loc and loc[-1] == "[key]":
+        return f"keys here must be text, got {err.get('input')!r} (quote it)"
     if typ in ("dscp", "policy", "null", "value_error"):
         return msg
-    if "input" in err and not isinstance(err["input"], (dict, list, tuple)):
+    if "input" in err and err["input"] is None:
+        msg += ", got nothing (null)"
+    elif "input" in err and not isinstance(err["input"], (dict, list, tuple)):
         msg += f", got {err['input']!r}"
     return msg
 

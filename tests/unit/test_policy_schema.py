@@ -265,3 +265,27 @@ def test_programmatic_construction_enforces_cross_field_rules():
     with pytest.raises(ValidationError, match="no WAN class named"):
         Policy.model_validate({"wan": {"uplink_kbps": 100, "default_class": "x",
                                        "classes": [{"name": "y", "rate_kbps": 10}]}})
+
+
+def test_docs_full_example_is_valid():
+    from pathlib import Path
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "policies.md").read_text()
+    block = doc.split("```yaml\n", 1)[1].split("```", 1)[0]
+    policy, issues = check_policy_text(block, "docs/policies.md", LABELS)
+    assert policy is not None and not issues, [str(i) for i in issues]
+    assert len(policy.devices) == 2
+
+
+@pytest.mark.parametrize("text,key,msg", [
+    ("classes:\n  123: {dscp: EF}\n" + WAN, "classes.123", "keys here must be text"),
+    ("wan: fast\n", "wan", "must be a valid dictionary, got 'fast'"),
+    ("classes:\n  voip:\n" + WAN, "classes.voip", "got nothing (null)"),
+    ("", "wan", "missing required key 'wan'"),
+    ("classes:\n  voip: {dscp: yes}\n" + WAN, "classes.voip.dscp", "not a DSCP value"),
+    ("classes:\n  voip: {rate_limit: {kbps: 1.5}}\n" + WAN, "classes.voip.rate_limit.kbps",
+     "valid integer"),
+])
+def test_odd_inputs_have_plain_messages(text, key, msg):
+    _, errs = errors(text)
+    assert [e.key for e in errs] == [key] and msg in errs[0].message, [str(e) for e in errs]
+    assert errs[0].line is not None
