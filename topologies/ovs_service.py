@@ -129,36 +129,30 @@ class OvsService:
         env = {**os.environ, **self.env()}
         if not self.db.exists():
             subprocess.run(["ovsdb-tool", "create", str(self.db), _schema()], check=True, env=env)
-        subprocess.run(
-            [
-                "ovsdb-server", str(self.db),
-                f"--remote=punix:{self.db_sock}",
-                f"--pidfile={self.rundir / 'ovsdb-server.pid'}",
-                f"--log-file={self.rundir / 'ovsdb-server.log'}",
-                f"--unixctl={self.rundir / 'ovsdb-server.ctl'}",
-                "--detach", "--no-chdir",
-            ],
-            check=True, env=env, capture_output=True,
-        )
+        self._daemon("ovsdb-server", str(self.db), f"--remote=punix:{self.db_sock}")
         self._pids["ovsdb-server"] = self._wait_pid("ovsdb-server", timeout)
         self._wait(lambda: self.db_sock.exists(), timeout, "ovsdb-server socket")
         self.vsctl("--no-wait", "init")
-        subprocess.run(
-            [
-                "ovs-vswitchd", f"unix:{self.db_sock}",
-                f"--pidfile={self.rundir / 'ovs-vswitchd.pid'}",
-                f"--log-file={self.rundir / 'ovs-vswitchd.log'}",
-                f"--unixctl={self.rundir / 'ovs-vswitchd.ctl'}",
-                "--detach", "--no-chdir",
-            ],
-            check=True, env=env, capture_output=True,
-        )
+        self._daemon("ovs-vswitchd", f"unix:{self.db_sock}")
         self._pids["ovs-vswitchd"] = self._wait_pid("ovs-vswitchd", timeout)
-        # Ready when vswitchd has connected to the database and applied it.
-        self._wait(lambda: self.vsctl("--timeout=2", "show", check=False) != "", timeout,
-                   "ovs-vswitchd")
+        # Ready when vswitchd answers on its control socket.
+        ctl = str(self.rundir / "ovs-vswitchd.ctl")
+        self._wait(lambda: subprocess.run(["ovs-appctl", "-t", ctl, "version"],
+                                          capture_output=True).returncode == 0,
+                   timeout, "ovs-vswitchd control socket")
         log.info("Open vSwitch started in %s (pids %s)", self.rundir, self._pids)
         return self
+
+    def _daemon(self, name: str, *args: str) -> None:
+        """Start an OVS daemon detached, with its pidfile, log and control socket here."""
+        subprocess.run(
+            [name, *args,
+             f"--pidfile={self.rundir / (name + '.pid')}",
+             f"--log-file={self.rundir / (name + '.log')}",
+             f"--unixctl={self.rundir / (name + '.ctl')}",
+             "--detach", "--no-chdir"],
+            check=True, env={**os.environ, **self.env()}, capture_output=True,
+        )
 
     def _wait_pid(self, name: str, timeout: float) -> int:
         pidfile = self.rundir / f"{name}.pid"
