@@ -1,68 +1,433 @@
 """sdn-egw Ryu application (OpenFlow 1.3): ``ryu-manager ryu_apps/egw.py``.
 
-Foundation version: an L2 learning switch with the gateway's two-table
-layout (table 0 is reserved for per-session classification/enforcement rules
-and only passes packets on to table 1, which forwards). The gateway issue
-grows table 0.
+A thin adapter: it decodes Ryu events, calls the pure gateway logic in
+``ryu_apps/gateway`` (session table, decision engine, rule builder) and sends the
+OpenFlow messages that logic returns. See docs/gateway.md for the table layout,
+options (ryu_apps/egw_flags.py), REST API and metrics.
 """
 from __future__ import annotations
 
+import atexit
+import functools
+import logging
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+from oslo_config import cfg as oslo_cfg
+from ryu import cfg  # ryu.cfg.CONF is its own ConfigOpts (not oslo_config.cfg.CONF)
+from ryu.app.wsgi import WSGIApplication
 from ryu.base import app_manager
 from ryu.controller import ofp_event
-from ryu.controller.handler import CONFIG_DISPATCHER, MAIN_DISPATCHER, set_ev_cls
+from ryu.controller.handler import (CONFIG_DISPATCHER, DEAD_DISPATCHER, MAIN_DISPATCHER,
+                                    set_ev_cls)
+from ryu.lib import hub
 from ryu.lib.packet import ethernet, packet
 from ryu.ofproto import ofproto_v1_3
 
-SESSION_TABLE = 0
-FORWARD_TABLE = 1
+from ryu_apps import egw_flags
+from ryu_apps.gateway import rules as R
+from ryu_apps.gateway.engine import GatewayEngine
+from ryu_apps.gateway.metrics import Metrics
+from ryu_apps.gateway.rest import APP_KEY, GatewayController
+
+CONF = cfg.CONF
+egw_flags.register(CONF)
+# The REST API listens on loopback unless --wsapi-host (or the config file) says otherwise.
+try:
+    CONF.set_default("wsapi_host", "127.0.0.1")
+except oslo_cfg.NoSuchOptError:  # pragma: no cover - ryu.app.wsgi registers it
+    pass
+
+SESSION_TABLE = R.SESSION_TABLE
+FORWARD_TABLE = R.FORWARD_TABLE
+WAN_NAME_HINTS = ("wan", "uplink")
 
 
 class EdgeGateway(app_manager.RyuApp):
     OFP_VERSIONS = [ofproto_v1_3.OFP_VERSION]
+    _CONTEXTS = {"wsgi": WSGIApplication}
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self.mac_to_port: dict[int, dict[str, int]] = {}
+        self.logger.setLevel(logging.INFO)
+        logging.getLogger("egw.engine").setLevel(logging.INFO)
+        self.metrics = Metrics()
+        self.api_token = CONF.egw_api_token or ""
+        self.bundle = self._load_bundle()
+        self.policy_holder, self.policy_path = self._load_policy()
+        self.engines: dict[int, GatewayEngine] = {}
+        self.datapaths: dict[int, object] = {}
+        self.port_names: dict[int, dict[int, str]] = {}
+        self.wan_ports: dict[int, int] = {}
+        self.htb_dev: str | None = None
+        self.l2 = R.L2Learning()
+        self._flush_scheduled = False
+        self._sighup = False
+        kwargs["wsgi"].register(GatewayController, {APP_KEY: self})
+        self.threads.append(hub.spawn(self._ticker))
+        if CONF.egw_policy_watch > 0:
+            self.threads.append(hub.spawn(self._policy_watcher))
+        if CONF.egw_stats_interval > 0:
+            self.threads.append(hub.spawn(self._stats_poller))
+        try:
+            signal.signal(signal.SIGHUP, self._on_sighup)
+            signal.signal(signal.SIGTERM, self._on_sigterm)
+        except ValueError:  # not the main thread (tests)
+            pass
+        atexit.register(self._teardown_htb)
 
+    # ---- configuration -------------------------------------------------------
+    def _load_bundle(self):
+        from classifier.bundle import DEFAULT_BUNDLE_DIR, BundleError, load_bundle
+
+        path = CONF.egw_model or ""
+        if not path:
+            if not (DEFAULT_BUNDLE_DIR / "labels.json").is_file():
+                self.logger.warning("no model bundle given and the embedded default (%s) is "
+                                    "empty: every session will be 'unknown'", DEFAULT_BUNDLE_DIR)
+                return None
+            path = str(DEFAULT_BUNDLE_DIR)
+        try:
+            bundle = load_bundle(path, prefer_int8=CONF.egw_prefer_int8)
+        except BundleError as exc:
+            self.logger.error("cannot load the model bundle: %s", exc)
+            raise
+        self.logger.info("model %s (%s): %d classes %s, threshold %.2f, %s", bundle.path,
+                         bundle.model_file.name, len(bundle.labels), bundle.labels,
+                         bundle.threshold, bundle.preprocess.repr)
+        return bundle
+
+    def _load_policy(self):
+        from policies import DEFAULT_POLICY_PATH, PolicyError
+        from policies.reload import PolicyHolder
+
+        path = Path(CONF.egw_policy or DEFAULT_POLICY_PATH)
+        # Class names are checked against the model only when both were chosen on
+        # purpose: the embedded policy is meant to work with any model.
+        labels = (self.bundle.labels if self.bundle is not None and CONF.egw_policy
+                  and CONF.egw_model else None)
+        try:
+            holder = PolicyHolder(path, labels)
+        except PolicyError as exc:
+            self.logger.error("cannot load the policy: %s", exc)
+            raise
+        self.logger.info("policy %s loaded", path)
+        return holder, path
+
+    def _enforcer(self):
+        from policies import enforcement_for
+
+        return functools.partial(enforcement_for, self.policy_holder.current)
+
+    def _engine(self, dpid: int) -> GatewayEngine:
+        eng = self.engines.get(dpid)
+        if eng is None:
+            b = self.bundle
+            eng = GatewayEngine(
+                b.preprocess if b is not None else None,
+                b.classify if b is not None else None,
+                self._enforcer(), max_sessions=CONF.egw_max_sessions,
+                mirror_max_packets=CONF.egw_mirror_max_packets,
+                mirror_max_seconds=CONF.egw_mirror_max_seconds,
+                use_queue=CONF.egw_set_queue, metrics=self.metrics)
+            if b is None:
+                # Without a model there is nothing to wait for: one packet decides.
+                eng.mirror_max_packets = 1
+            self.engines[dpid] = eng
+        return eng
+
+    # ---- OpenFlow translation ------------------------------------------------
+    def _send(self, dp, msgs) -> None:
+        for m in msgs:
+            try:
+                dp.send_msg(self._to_ofp(dp, m))
+            except Exception as exc:  # never let one bad message kill the app
+                self.metrics.errors.labels("openflow").inc()
+                self.logger.error("cannot send %r: %r", m, exc)
+
+    @staticmethod
+    def _to_ofp(dp, m):
+        ofp, parser = dp.ofproto, dp.ofproto_parser
+        if isinstance(m, R.MeterRule):
+            if m.command == "delete_all":
+                return parser.OFPMeterMod(dp, command=ofp.OFPMC_DELETE, meter_id=ofp.OFPM_ALL)
+            cmd = {"add": ofp.OFPMC_ADD, "modify": ofp.OFPMC_MODIFY,
+                   "delete": ofp.OFPMC_DELETE}[m.command]
+            flags = ofp.OFPMF_KBPS | (ofp.OFPMF_BURST if m.burst_kb else 0)
+            bands = [] if m.command == "delete" else [
+                parser.OFPMeterBandDrop(rate=int(m.rate_kbps), burst_size=int(m.burst_kb or 0))]
+            return parser.OFPMeterMod(dp, command=cmd, flags=flags, meter_id=m.meter_id,
+                                      bands=bands)
+        if m.command == "delete_all":
+            return parser.OFPFlowMod(datapath=dp, command=ofp.OFPFC_DELETE,
+                                     table_id=ofp.OFPTT_ALL, out_port=ofp.OFPP_ANY,
+                                     out_group=ofp.OFPG_ANY, match=parser.OFPMatch())
+        match = parser.OFPMatch(**m.match)
+        if m.command == "delete":
+            return parser.OFPFlowMod(datapath=dp, command=ofp.OFPFC_DELETE_STRICT,
+                                     table_id=m.table, priority=m.priority, match=match,
+                                     out_port=ofp.OFPP_ANY, out_group=ofp.OFPG_ANY)
+        inst = []
+        if m.meter is not None:
+            inst.append(parser.OFPInstructionMeter(m.meter, ofp.OFPIT_METER))
+        acts = []
+        for a in m.actions:
+            if a[0] == "output":
+                acts.append(parser.OFPActionOutput(a[1]))
+            elif a[0] == "controller":
+                acts.append(parser.OFPActionOutput(ofp.OFPP_CONTROLLER, ofp.OFPCML_NO_BUFFER))
+            elif a[0] == "set_field":
+                acts.append(parser.OFPActionSetField(**{a[1]: a[2]}))
+            elif a[0] == "set_queue":
+                acts.append(parser.OFPActionSetQueue(a[1]))
+        if acts:
+            inst.append(parser.OFPInstructionActions(ofp.OFPIT_APPLY_ACTIONS, acts))
+        if m.goto is not None:
+            inst.append(parser.OFPInstructionGotoTable(m.goto))
+        return parser.OFPFlowMod(datapath=dp, table_id=m.table, priority=m.priority,
+                                 match=match, instructions=inst, cookie=m.cookie,
+                                 idle_timeout=m.idle_timeout, hard_timeout=m.hard_timeout,
+                                 flags=ofp.OFPFF_SEND_FLOW_REM if m.send_flow_rem else 0,
+                                 buffer_id=ofp.OFP_NO_BUFFER)
+
+    # ---- switch events -------------------------------------------------------
     @set_ev_cls(ofp_event.EventOFPSwitchFeatures, CONFIG_DISPATCHER)
     def _switch_features(self, ev):
         dp = ev.msg.datapath
-        ofp, parser = dp.ofproto, dp.ofproto_parser
-        self.mac_to_port.setdefault(dp.id, {})
-        # Table 0: no session rules yet, hand everything to forwarding.
-        self._add_flow(dp, SESSION_TABLE, 0, parser.OFPMatch(),
-                       [parser.OFPInstructionGotoTable(FORWARD_TABLE)])
-        # Table 1 miss: to the controller, which learns and floods.
-        actions = [parser.OFPActionOutput(ofp.OFPP_CONTROLLER, ofp.OFPCML_NO_BUFFER)]
-        self._add_flow(dp, FORWARD_TABLE, 0, parser.OFPMatch(),
-                       [parser.OFPInstructionActions(ofp.OFPIT_APPLY_ACTIONS, actions)])
-        self.logger.info("switch %016x connected", dp.id)
+        fresh = dp.id not in self.engines
+        eng = self._engine(dp.id)
+        self.datapaths[dp.id] = dp
+        self._send(dp, eng.switch_connected(fresh=fresh))
+        dp.send_msg(dp.ofproto_parser.OFPPortDescStatsRequest(dp, 0))
+        self.logger.info("switch %016x %s: base pipeline%s installed", dp.id,
+                         "connected" if fresh else "reconnected",
+                         "" if fresh else ", meters and session rules re-")
+
+    @set_ev_cls(ofp_event.EventOFPStateChange, DEAD_DISPATCHER)
+    def _switch_gone(self, ev):
+        dp = ev.datapath
+        if dp.id is not None and self.datapaths.get(dp.id) is dp:
+            del self.datapaths[dp.id]
+            self.logger.info("switch %016x disconnected (state kept for a reconnect)", dp.id)
+
+    @set_ev_cls(ofp_event.EventOFPPortDescStatsReply, MAIN_DISPATCHER)
+    def _port_desc(self, ev):
+        dp = ev.msg.datapath
+        names = {p.port_no: p.name.decode(errors="replace") if isinstance(p.name, bytes)
+                 else str(p.name) for p in ev.msg.body if p.port_no < dp.ofproto.OFPP_MAX}
+        self.port_names[dp.id] = names
+        wan = self._find_wan(names)
+        eng = self._engine(dp.id)
+        eng.wan_port = wan
+        if wan is None:
+            self.logger.warning("switch %016x: no WAN port found (ports %s); the device of a "
+                                "session is its client", dp.id, names)
+            return
+        self.wan_ports[dp.id] = wan
+        self.logger.info("switch %016x: WAN port %d (%s)", dp.id, wan, names.get(wan))
+        if CONF.egw_wan_htb:
+            self._setup_htb(names.get(wan))
 
     @staticmethod
-    def _add_flow(dp, table, priority, match, instructions, idle=0, hard=0):
-        parser = dp.ofproto_parser
-        dp.send_msg(parser.OFPFlowMod(datapath=dp, table_id=table, priority=priority,
-                                      match=match, instructions=instructions,
-                                      idle_timeout=idle, hard_timeout=hard))
+    def _find_wan(names: dict[int, str]) -> int | None:
+        want = (CONF.egw_wan_port or "").strip()
+        if want:
+            if want.isdigit():
+                return int(want)
+            for no, name in names.items():
+                if name == want:
+                    return no
+            return None
+        for no, name in sorted(names.items()):
+            if any(h in name.lower() for h in WAN_NAME_HINTS):
+                return no
+        return None
 
     @set_ev_cls(ofp_event.EventOFPPacketIn, MAIN_DISPATCHER)
     def _packet_in(self, ev):
         msg = ev.msg
         dp = msg.datapath
+        try:
+            in_port = msg.match["in_port"]
+            if msg.table_id == SESSION_TABLE:
+                msgs = self._engine(dp.id).mirror_packet(in_port, bytes(msg.data))
+                if msgs:
+                    self._send(dp, msgs)
+                if self._engine(dp.id).has_pending() and not self._flush_scheduled:
+                    self._flush_scheduled = True
+                    hub.spawn(self._flush)
+            else:
+                self.metrics.packet_ins.labels("forward").inc()
+                self._forward(dp, msg, in_port)
+        except Exception as exc:
+            self.metrics.errors.labels("packet_in").inc()
+            self.logger.exception("packet-in not handled: %r", exc)
+
+    def _forward(self, dp, msg, in_port):
         ofp, parser = dp.ofproto, dp.ofproto_parser
-        in_port = msg.match["in_port"]
         eth = packet.Packet(msg.data).get_protocol(ethernet.ethernet)
         if eth is None:
             return
-        table = self.mac_to_port.setdefault(dp.id, {})
-        table[eth.src] = in_port
-        out_port = table.get(eth.dst, ofp.OFPP_FLOOD)
-        actions = [parser.OFPActionOutput(out_port)]
-        if out_port != ofp.OFPP_FLOOD:
-            match = parser.OFPMatch(in_port=in_port, eth_dst=eth.dst)
-            self._add_flow(dp, FORWARD_TABLE, 1, match,
-                           [parser.OFPInstructionActions(ofp.OFPIT_APPLY_ACTIONS, actions)],
-                           idle=300)
+        out, rules = self.l2.packet(dp.id, in_port, eth.src, eth.dst)
+        self._send(dp, rules)
+        out_port = ofp.OFPP_FLOOD if out == R.OFPP_FLOOD else out
         data = msg.data if msg.buffer_id == ofp.OFP_NO_BUFFER else None
-        dp.send_msg(parser.OFPPacketOut(datapath=dp, buffer_id=msg.buffer_id,
-                                        in_port=in_port, actions=actions, data=data))
+        dp.send_msg(parser.OFPPacketOut(datapath=dp, buffer_id=msg.buffer_id, in_port=in_port,
+                                        actions=[parser.OFPActionOutput(out_port)], data=data))
+
+    def _flush(self):
+        self._flush_scheduled = False
+        for dpid, eng in list(self.engines.items()):
+            dp = self.datapaths.get(dpid)
+            if dp is not None and eng.has_pending():
+                self._send(dp, eng.flush())
+
+    def _ticker(self):
+        while True:
+            hub.sleep(0.25)
+            for dpid, eng in list(self.engines.items()):
+                dp = self.datapaths.get(dpid)
+                try:
+                    msgs = eng.tick()
+                    if dp is not None and msgs:
+                        self._send(dp, msgs)
+                except Exception as exc:
+                    self.metrics.errors.labels("tick").inc()
+                    self.logger.exception("tick failed: %r", exc)
+
+    @set_ev_cls(ofp_event.EventOFPFlowRemoved, MAIN_DISPATCHER)
+    def _flow_removed(self, ev):
+        msg = ev.msg
+        dp = msg.datapath
+        eng = self.engines.get(dp.id)
+        if eng is not None:
+            self._send(dp, eng.flow_removed(msg.cookie, msg.packet_count, msg.byte_count))
+
+    def _stats_poller(self):
+        while True:
+            hub.sleep(CONF.egw_stats_interval)
+            for dp in list(self.datapaths.values()):
+                try:
+                    parser = dp.ofproto_parser
+                    dp.send_msg(parser.OFPFlowStatsRequest(
+                        dp, table_id=SESSION_TABLE, cookie=R.COOKIE_TAG,
+                        cookie_mask=R.COOKIE_TAG_MASK))
+                except Exception:
+                    pass
+
+    @set_ev_cls(ofp_event.EventOFPFlowStatsReply, MAIN_DISPATCHER)
+    def _flow_stats(self, ev):
+        eng = self.engines.get(ev.msg.datapath.id)
+        if eng is not None:
+            for st in ev.msg.body:
+                eng.flow_stats(st.cookie, st.packet_count, st.byte_count)
+
+    @set_ev_cls(ofp_event.EventOFPErrorMsg, MAIN_DISPATCHER)
+    def _error(self, ev):
+        msg = ev.msg
+        self.metrics.errors.labels("openflow").inc()
+        self.logger.error("switch %016x OpenFlow error type=%d code=%d", msg.datapath.id,
+                          msg.type, msg.code)
+
+    # ---- policy --------------------------------------------------------------
+    def _on_sighup(self, *_):
+        self._sighup = True
+
+    def _on_sigterm(self, *_):
+        self._teardown_htb()
+        raise KeyboardInterrupt
+
+    def _policy_watcher(self):
+        while True:
+            hub.sleep(CONF.egw_policy_watch)
+            try:
+                if self._sighup:
+                    self._sighup = False
+                    self.reload_policy("SIGHUP")
+                elif self.policy_holder.changed_on_disk():
+                    self.reload_policy("file change")
+            except Exception as exc:
+                self.metrics.errors.labels("policy").inc()
+                self.logger.exception("policy reload failed: %r", exc)
+
+    def reload_policy(self, trigger: str) -> tuple[bool, str]:
+        """Re-read the policy file; a good one is applied to existing sessions too."""
+        res = self.policy_holder.reload()
+        if res.error:
+            self.metrics.policy_reloads.labels("rejected").inc()
+            self.logger.error("policy reload (%s) rejected, keeping the running policy: %s",
+                              trigger, res.error)
+            return False, res.error
+        self.metrics.policy_reloads.labels("ok").inc()
+        self.logger.info("policy reload (%s): %s", trigger, res.summary())
+        updated = 0
+        for dpid, eng in list(self.engines.items()):
+            msgs = eng.set_enforcer(self._enforcer())
+            updated += sum(isinstance(m, R.FlowRule) for m in msgs) // 2
+            dp = self.datapaths.get(dpid)
+            if dp is not None:
+                self._send(dp, msgs)
+        if res.wan_changed and CONF.egw_wan_htb and self.htb_dev:
+            self._setup_htb(self.htb_dev)
+        msg = f"{res.summary()} ({updated} session(s) updated)"
+        self.logger.info("policy reload (%s) applied: %d session(s) updated", trigger, updated)
+        return True, msg
+
+    # ---- WAN HTB ---------------------------------------------------------------
+    def _setup_htb(self, dev: str | None) -> None:
+        from policies.wan import tc_commands, tc_teardown
+
+        if not dev or not os.path.exists(f"/sys/class/net/{dev}"):
+            self.logger.info("WAN port %s is not a local interface: no HTB set up", dev)
+            return
+        for argv in tc_teardown(dev):
+            subprocess.run(argv, capture_output=True)
+        for argv in tc_commands(self.policy_holder.current.wan, dev):
+            r = subprocess.run(argv, capture_output=True, text=True)
+            if r.returncode != 0:
+                self.metrics.errors.labels("tc").inc()
+                self.logger.error("%s failed: %s", " ".join(argv), r.stderr.strip())
+                return
+        self.htb_dev = dev
+        self.logger.info("WAN HTB set up on %s", dev)
+
+    def _teardown_htb(self) -> None:
+        dev, self.htb_dev = self.htb_dev, None
+        if not dev:
+            return
+        from policies.wan import tc_teardown
+
+        for argv in tc_teardown(dev):
+            subprocess.run(argv, capture_output=True)
+        self.logger.info("WAN HTB removed from %s", dev)
+
+    def stop(self):
+        self._teardown_htb()
+        super().stop()
+
+    # ---- REST views ------------------------------------------------------------
+    def all_sessions(self) -> list[dict]:
+        out = []
+        for dpid, eng in self.engines.items():
+            for s in eng.sessions():
+                s["dpid"] = f"{dpid:016x}"
+                out.append(s)
+        return out
+
+    def all_stats(self) -> dict:
+        return {f"{dpid:016x}": eng.stats() for dpid, eng in self.engines.items()}
+
+    def health(self) -> dict:
+        return {"ok": True, "switches": [f"{d:016x}" for d in self.datapaths],
+                "model": str(self.bundle.path) if self.bundle is not None else None,
+                "labels": self.bundle.labels if self.bundle is not None else [],
+                "policy": str(self.policy_path), "wan_ports": self.wan_ports,
+                "htb": self.htb_dev, "time": time.time()}
+
+    def policy_view(self) -> dict:
+        return {"path": str(self.policy_path),
+                "last_error": self.policy_holder.last_error,
+                "policy": self.policy_holder.current.model_dump(mode="json")}

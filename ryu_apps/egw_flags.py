@@ -1,0 +1,61 @@
+"""The gateway's options, in Ryu's own configuration (oslo.config, DEFAULT group).
+
+In a config file (``ryu-manager --config-file egw.conf ryu_apps/egw.py``)::
+
+    [DEFAULT]
+    egw_model = /path/to/bundle
+    egw_policy = /path/to/policy.yaml
+    egw_wan_port = s1-eth3
+    egw_api_token = secret
+
+On the command line ``--egw-model`` etc. need Ryu to know the options before it
+parses the command line, i.e. ``--user-flags ryu_apps/egw_flags.py`` first (ryu-manager
+imports that file before parsing); ``egw gateway`` adds it for you.
+"""
+from __future__ import annotations
+
+from oslo_config import cfg as oslo_cfg
+from ryu import cfg  # ryu.cfg.CONF is its own ConfigOpts (not oslo_config.cfg.CONF)
+
+OPTS = [
+    cfg.StrOpt("egw-model", default="",
+               help="model bundle directory (default: the embedded classifier/models/default; "
+                    "without any bundle every session is 'unknown')"),
+    cfg.StrOpt("egw-policy", default="",
+               help="policy YAML (default: the embedded policies/smart_home.yaml)"),
+    cfg.StrOpt("egw-wan-port", default="",
+               help="WAN (uplink) port: OpenFlow port number or interface name; default: "
+                    "the first port whose name contains 'wan' or 'uplink'"),
+    cfg.StrOpt("egw-api-token", default="", secret=True,
+               help="token required by REST calls that change the policy "
+                    "(header 'X-EGW-Token: T' or 'Authorization: Bearer T'); "
+                    "empty: such calls are refused"),
+    cfg.IntOpt("egw-max-sessions", default=10000, min=1,
+               help="session table size (oldest sessions evicted beyond it)"),
+    cfg.IntOpt("egw-mirror-max-packets", default=32, min=1,
+               help="at most this many packets of a session are copied to the controller"),
+    cfg.FloatOpt("egw-mirror-max-seconds", default=3.0, min=0.01,
+                 help="a session is classified with what it has after this many seconds"),
+    cfg.BoolOpt("egw-prefer-int8", default=True,
+                help="run the bundle's model.int8.tflite when it has one"),
+    cfg.BoolOpt("egw-wan-htb", default=True,
+                help="set up the policy's WAN HTB classes on the WAN interface (tc)"),
+    cfg.BoolOpt("egw-set-queue", default=True,
+                help="emit set_queue for policy queues (ignored by OVS userspace)"),
+    cfg.FloatOpt("egw-policy-watch", default=1.0, min=0.0,
+                 help="seconds between checks of the policy file for changes (0: off)"),
+    cfg.FloatOpt("egw-stats-interval", default=5.0, min=0.0,
+                 help="seconds between flow-stats polls for session counters (0: off)"),
+]
+
+
+def register(conf=None) -> None:
+    """Register the options (as CLI options when the command line is not parsed yet)."""
+    conf = conf or cfg.CONF
+    try:
+        conf.register_cli_opts(OPTS)
+    except oslo_cfg.ArgsAlreadyParsedError:
+        conf.register_opts(OPTS)
+
+
+register()
