@@ -206,11 +206,20 @@ class Preprocess:
         f = SessionFilter(self.filter)
         out = []
         limit = self.max_packets
+        if self.repr == "kpackets":
+            limit = self.k if limit is None else min(limit, self.k)
+        # session vectors: later packets cannot change the first n_bytes, stop there
+        byte_budget = self.n_bytes if (not self.per_packet and self.repr != "kpackets") else None
+        got = 0
         for ts, pv, d in views:
             if f.usable(pv, d):
                 out.append((ts, pv, d))
                 if limit is not None and len(out) >= limit:
                     break
+                if byte_budget is not None:
+                    got += self._contribution(pv)
+                    if got >= byte_budget:
+                        break
         return out
 
     def vectorize_views(self, views: Iterable[tuple[float, PacketView | None, int]]) -> np.ndarray:
@@ -220,7 +229,14 @@ class Preprocess:
         if not usable:
             return np.zeros((0, *shape), dtype=np.float32)
         if self.per_packet:
-            return np.stack([self._packet_sample(pv) for _ts, pv, _d in usable])
+            # one uint8 matrix, scaled once: same values as packet_byte_vector/deepnfv_image per row
+            n = self.n_bytes
+            buf = np.zeros((len(usable), n), dtype=np.uint8)
+            for i, (_ts, pv, _d) in enumerate(usable):
+                c = self.chunk(pv)
+                m = min(n, len(c))
+                buf[i, :m] = np.frombuffer(c, dtype=np.uint8, count=m)
+            return (buf.astype(np.float32) / np.float32(255.0)).reshape(len(usable), *shape)
         chunks = [self.chunk(pv) for _ts, pv, _d in usable]
         if self.repr == "session784":
             return session_vector(chunks, self.n_bytes)[None]
