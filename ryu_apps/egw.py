@@ -67,11 +67,12 @@ class EdgeGateway(app_manager.RyuApp):
         self._flush_scheduled = False
         self._sighup = False
         kwargs["wsgi"].register(GatewayController, {APP_KEY: self})
-        self.threads.append(hub.spawn(self._ticker))
+        # Own loops (not in self.threads: RyuApp.stop joins those), killed in stop().
+        self._loops = [hub.spawn(self._ticker)]
         if CONF.egw_policy_watch > 0:
-            self.threads.append(hub.spawn(self._policy_watcher))
+            self._loops.append(hub.spawn(self._policy_watcher))
         if CONF.egw_stats_interval > 0:
-            self.threads.append(hub.spawn(self._stats_poller))
+            self._loops.append(hub.spawn(self._stats_poller))
         try:
             signal.signal(signal.SIGHUP, self._on_sighup)
             signal.signal(signal.SIGTERM, self._on_sigterm)
@@ -337,8 +338,10 @@ class EdgeGateway(app_manager.RyuApp):
         self._sighup = True
 
     def _on_sigterm(self, *_):
+        # ryu-manager has no SIGTERM handling: remove what we set up, then exit.
         self._teardown_htb()
-        raise KeyboardInterrupt
+        logging.shutdown()
+        os._exit(0)
 
     def _policy_watcher(self):
         while True:
@@ -405,6 +408,9 @@ class EdgeGateway(app_manager.RyuApp):
         self.logger.info("WAN HTB removed from %s", dev)
 
     def stop(self):
+        for t in self._loops:
+            hub.kill(t)
+        self._loops = []
         self._teardown_htb()
         super().stop()
 
