@@ -4,7 +4,7 @@ from __future__ import annotations
 import shlex
 import sys
 
-MODEL_CHOICES = ("bytesgan", "cnn", "tiny", "nas", "deepnfv", "cart", "kpnet")
+MODEL_CHOICES = ("bytesgan", "cnn", "tiny", "nas", "deepnfv", "cart", "kpnet", "forest")
 
 
 def register(sub) -> None:
@@ -15,7 +15,8 @@ def register(sub) -> None:
         "card.json, PNG plots). Needs the `train` extra (TensorFlow).")
     p.add_argument("--model", required=True, choices=MODEL_CHOICES,
                    help="bytesgan (packet1480), cnn (packet1480/session784), tiny and nas "
-                   "(session784), deepnfv and cart (image900; cart takes any), kpnet (kpackets)")
+                   "(session784), deepnfv and cart (image900; cart takes any), kpnet (kpackets), "
+                   "forest (any; random forest run through LiteRT, the default model)")
     p.add_argument("--data", required=True, metavar="FILE.npz", help="dataset from `egw dataset build`")
     p.add_argument("--out", required=True, metavar="DIR", help="bundle directory to write")
     p.add_argument("--labeled-per-class", type=int, default=None, metavar="N",
@@ -37,6 +38,10 @@ def register(sub) -> None:
                    help="nas: largest intermediate tensor (elements)")
     p.add_argument("--steps-per-epoch", type=int, default=None, metavar="N",
                    help="bytesgan: D/G step pairs per epoch (default: one pass over the real data)")
+    p.add_argument("--trees", type=int, default=30, metavar="N", help="forest: trees (default 30)")
+    p.add_argument("--max-leaves", type=int, default=256, metavar="N",
+                   help="forest: leaves per tree (default 256)")
+    p.add_argument("--note", default=None, metavar="TEXT", help="free text stored in card.json")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=_train)
 
@@ -71,6 +76,7 @@ def _train(args) -> int:
                  population=args.population, max_params=args.max_params,
                  max_flops=args.max_flops, max_tensor=args.max_tensor,
                  steps_per_epoch=args.steps_per_epoch, patience=args.patience,
+                 trees=args.trees, max_leaves=args.max_leaves, note=args.note,
                  command="egw " + " ".join(shlex.quote(a) for a in sys.argv[1:]))
     print(summary(card))
     print(f"wrote {args.out}")

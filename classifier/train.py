@@ -16,7 +16,7 @@ import numpy as np
 
 from classifier.dataerrors import DatasetError
 
-MODELS = ("bytesgan", "cnn", "tiny", "nas", "deepnfv", "cart", "kpnet")
+MODELS = ("bytesgan", "cnn", "tiny", "nas", "deepnfv", "cart", "kpnet", "forest")
 
 # Representations each family accepts (None = any).
 ACCEPTS = {
@@ -27,6 +27,7 @@ ACCEPTS = {
     "deepnfv": ("image900",),
     "cart": None,
     "kpnet": ("kpackets",),
+    "forest": None,
 }
 
 
@@ -96,6 +97,7 @@ def train(model: str, data: str, out: str, labeled_per_class: int | None = None,
           progress: bool = True, unknown_rate: float = 0.02, generations: int = 3,
           population: int = 3, max_params: int = 50_000, max_flops: int = 5_000_000,
           max_tensor: int = 25_000, steps_per_epoch: int | None = None, patience: int = 8,
+          trees: int = 30, max_leaves: int | None = 256, note: str | None = None,
           command: str | None = None, log=print) -> dict:
     """Train ``model`` on dataset ``data``; write the bundle to ``out``; return its card."""
     from classifier.dataset import load_dataset
@@ -117,7 +119,8 @@ def train(model: str, data: str, out: str, labeled_per_class: int | None = None,
     shape = tuple(ds.X.shape[1:])
     out_dir = Path(out)
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "checkpoints").mkdir(exist_ok=True)
+    if model not in ("forest", "cart"):
+        (out_dir / "checkpoints").mkdir(exist_ok=True)
 
     from classifier.nn.common import TqdmProgress, hardware_report, keras, public_report, set_seed
 
@@ -138,6 +141,7 @@ def train(model: str, data: str, out: str, labeled_per_class: int | None = None,
     loss_title = "Training losses"
     extra: dict = {}
     allow_fallback = False
+    save_keras = True
     ckpt = out_dir / "checkpoints" / "best.keras"
 
     def fit_keras(m, defaults):
@@ -216,6 +220,20 @@ def train(model: str, data: str, out: str, labeled_per_class: int | None = None,
         extra = {"tree_nodes": int(clf.tree_.node_count), "tree_depth": int(clf.tree_.max_depth),
                  "leaves": int(clf.get_n_leaves()), "criterion": "gini",
                  "class_weight": "balanced"}
+    elif model == "forest":
+        from classifier.nn import forest
+
+        drop = rep == "kpackets"  # the inter-arrival column: synthetic in the training captures
+        rf = forest.fit_forest(Xl, yl, seed=seed, n_estimators=trees, max_leaf_nodes=max_leaves,
+                               drop_last_column=drop)
+        net = forest.forest_to_keras(rf, shape, K, drop)
+        allow_fallback = True
+        save_keras = False  # the weights are the tree tables; model.keras would double the size
+        extra = {"trees": trees, "max_leaf_nodes": max_leaves,
+                 "leaves": int(sum(e.tree_.n_leaves for e in rf.estimators_)),
+                 "nodes": int(sum(e.tree_.node_count for e in rf.estimators_)),
+                 "depth": int(max(e.tree_.max_depth for e in rf.estimators_)),
+                 "dropped_inter_arrival_column": drop, "criterion": "gini"}
     train_s = time.time() - t0
 
     # ---- export, threshold, LiteRT scoring ------------------------------------------
@@ -223,6 +241,12 @@ def train(model: str, data: str, out: str, labeled_per_class: int | None = None,
 
     calib = Xl if len(Xl) else ds.X[tr]
     hw = hardware_report(net)
+    if model in ("forest", "cart"):
+        # a tree walk: per tree and level one gather of feature/threshold/child, one compare
+        n_trees = extra.get("trees", 1)
+        depth = extra.get("depth", extra.get("tree_depth", 1))
+        hw["flops"] = int(n_trees * depth * 4 + n_trees * K)
+        hw["params_note"] = "tree table entries (feature, threshold, child per node; class distribution per leaf)"
     card = {
         "model": model,
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -230,7 +254,7 @@ def train(model: str, data: str, out: str, labeled_per_class: int | None = None,
         "seed": seed,
         "labels": labels,
         "data": {"path": str(data), "representation": rep,
-                 "manifest": {k: ds.manifest.get(k) for k in ("input", "taxonomy", "options",
+                 "manifest": {k: ds.manifest.get(k) for k in ("input", "taxonomy", "options", "argv",
                                                               "version", "counts") if k in ds.manifest},
                  "rows": {"train_labelled": int(len(tr_lab)), "train_unlabelled": int(len(tr_unlab)),
                           "val": int(len(va)), "test": int(len(te))},
@@ -243,8 +267,10 @@ def train(model: str, data: str, out: str, labeled_per_class: int | None = None,
         "environment": {"python": platform.python_version(), "tensorflow": _tf_version(),
                         "keras": keras.__version__},
     }
+    if note:
+        card["note"] = note
     bundle_from_keras(net, out_dir, labels, ds.preprocess, calib, threshold=0.0, card=card,
-                      allow_float_fallback=allow_fallback)
+                      allow_float_fallback=allow_fallback, save_keras=save_keras)
 
     metrics: dict = {}
     for kind, pi in (("float", False), ("int8", True)):
