@@ -150,8 +150,10 @@ def train(model: str, data: str, out: str, labeled_per_class: int | None = None,
         steps = -(-len(Xl) // bs)
         cbs = [
             keras.callbacks.ModelCheckpoint(str(ckpt), monitor="val_loss", save_best_only=True),
+            # batch-norm statistics settle over the first epochs: no early stop before epoch 5
             keras.callbacks.EarlyStopping(monitor="val_loss", patience=patience,
-                                          restore_best_weights=True),
+                                          restore_best_weights=True,
+                                          start_from_epoch=min(5, ep // 3)),
             keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5,
                                               patience=max(2, patience // 2), min_lr=1e-5),
             keras.callbacks.CSVLogger(str(out_dir / "checkpoints" / "history.csv")),
@@ -216,7 +218,8 @@ def train(model: str, data: str, out: str, labeled_per_class: int | None = None,
 
         clf = cart.fit_tree(Xl, yl, K, seed=seed, max_depth=cart.DEFAULTS["max_depth"])
         net = cart.tree_to_keras(clf, shape, K)
-        allow_fallback = True  # tree walking is integer gathers: int8 in/out, float inside
+        allow_fallback = True  # tree walking is integer gathers: int8 in/out, int32 inside
+        save_keras = False
         extra = {"tree_nodes": int(clf.tree_.node_count), "tree_depth": int(clf.tree_.max_depth),
                  "leaves": int(clf.get_n_leaves()), "criterion": "gini",
                  "class_weight": "balanced"}

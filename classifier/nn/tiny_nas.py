@@ -61,7 +61,7 @@ def build(input_shape, n_classes: int, genome: dict | None = None, learning_rate
         x = keras.layers.Conv1D(b["filters"], b["kernel"], strides=b["stride"],
                                 padding=b["padding"], use_bias=not b["bn"], name=f"b{i}_conv")(x)
         if b["bn"]:
-            x = keras.layers.BatchNormalization(name=f"b{i}_bn")(x)
+            x = keras.layers.BatchNormalization(momentum=0.9, name=f"b{i}_bn")(x)
         x = keras.layers.Activation(b["act"], name=f"b{i}_act")(x)
         if b["pool"]:
             cls = keras.layers.MaxPooling1D if b["pool"] == "max" else keras.layers.AveragePooling1D
@@ -185,7 +185,8 @@ def train_candidate(genome, input_shape, n_classes, Xtr, ytr, Xva, yva, epochs: 
                     verbose: int = 0):
     model = build(input_shape, n_classes, genome, learning_rate=learning_rate)
     cbs = [
-        keras.callbacks.EarlyStopping(monitor="val_loss", patience=patience, restore_best_weights=True),
+        keras.callbacks.EarlyStopping(monitor="val_loss", patience=patience, restore_best_weights=True,
+                                      start_from_epoch=min(5, epochs // 3)),
         keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5, patience=max(1, patience // 2),
                                           min_lr=1e-5),
     ]

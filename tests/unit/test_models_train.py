@@ -1,0 +1,109 @@
+"""`egw train` / `egw evaluate` end to end on a tiny synthetic dataset, and the forest family."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+pytest.importorskip("tensorflow")
+
+from classifier.bundle import load_bundle  # noqa: E402
+from classifier.dataset import save_dataset  # noqa: E402
+from classifier.preprocess import Preprocess  # noqa: E402
+
+
+def _kpackets_npz(path, n=90, k=3, nb=6, seed=0):
+    """3 classes told apart by packet length and a byte; values on the k/255 and L/1500 grids."""
+    rng = np.random.default_rng(seed)
+    y = np.arange(n) % 3
+    X = np.zeros((n, k, nb + 3), np.float32)
+    X[:, :, :nb] = rng.integers(0, 256, (n, k, nb)) / 255
+    X[:, :, 0] = (40 + 60 * y[:, None] + rng.integers(0, 20, (n, k))) / 255
+    X[:, :, nb] = (100 + 400 * y[:, None] + rng.integers(0, 100, (n, k))) / 1500
+    X[:, :, nb + 1] = rng.integers(0, 2, (n, k))
+    X[:, :, nb + 2] = 0.3
+    split = np.array([0] * 60 + [1] * 15 + [2] * 15, np.int8)
+    pre = Preprocess(repr="kpackets", k=k, n_bytes=nb)
+    save_dataset(path, X, y, np.arange(n), split, ["x", "y", "z"], pre, {"argv": ["synthetic"]})
+    return X, y
+
+
+@pytest.mark.parametrize("model", ["forest", "kpnet"])
+def test_train_bundle_evaluate(tmp_path, model, capsys):
+    from classifier.evaluate import evaluate
+    from egw_cli.main import main
+
+    data = tmp_path / "d.npz"
+    _kpackets_npz(data)
+    out = tmp_path / model
+    rc = main(["train", "--model", model, "--data", str(data), "--out", str(out), "--epochs", "2",
+               "--seed", "1", "--no-progress", "--trees", "5", "--max-leaves", "16"])
+    assert rc == 0
+    for f in ("model.tflite", "model.int8.tflite", "labels.json", "preprocess.json", "card.json",
+              "confusion.png", "per_class.png"):
+        assert (out / f).is_file(), f
+    assert (out / "model.keras").exists() == (model == "kpnet")
+    card = json.loads((out / "card.json").read_text())
+    assert card["model"] == model and card["seed"] == 1
+    for kind in ("float", "int8"):
+        assert card["metrics"][kind]["test"]["n"] == 15
+    assert 0 <= card["threshold"] <= 1
+    for key in ("params", "max_tensor", "flops", "flash_bytes_float", "flash_bytes_int8",
+                "ram_bytes_float", "ram_bytes_int8"):
+        assert card["sizes"][key] > 0, key
+    assert card["training"]["seconds"] >= 0 and card["latency_ms_per_sample"]["int8"] > 0
+    b = load_bundle(out)
+    assert b.preprocess.repr == "kpackets" and b.labels == ["x", "y", "z"]
+    res = evaluate(str(out), str(data), progress=False)
+    assert res["sessions"] == 15
+    assert res["closed_set"]["accuracy"] == pytest.approx(card["metrics"]["int8"]["test"]["accuracy"])
+    if model == "forest":
+        assert res["closed_set"]["macro_f1"] > 0.8  # lengths separate the classes
+    rc = main(["evaluate", "--model", str(out), "--data", str(data), "--json", str(tmp_path / "e.json")])
+    assert rc == 0
+    text = capsys.readouterr().out
+    assert "macro-F1" in text and "scored 15 sessions" in text and "unknown" in text
+    assert json.loads((tmp_path / "e.json").read_text())["sessions"] == 15
+
+
+def test_train_is_deterministic(tmp_path):
+    from classifier.train import train
+
+    data = tmp_path / "d.npz"
+    _kpackets_npz(data)
+    cards = [train("forest", str(data), str(tmp_path / f"o{i}"), seed=3, trees=4, max_leaves=8,
+                   progress=False, log=lambda *_: None) for i in range(2)]
+    assert (tmp_path / "o0" / "model.tflite").read_bytes() == (tmp_path / "o1" / "model.tflite").read_bytes()
+    assert cards[0]["metrics"]["float"]["test"] == cards[1]["metrics"]["float"]["test"]
+
+
+def test_forest_litert_matches_sklearn_and_int8_exact(tmp_path):
+    from classifier.export import bundle_from_keras
+    from classifier.nn import forest
+
+    X, y = _kpackets_npz(tmp_path / "d.npz", n=120)
+    rf = forest.fit_forest(X, y, n_estimators=6, max_leaf_nodes=32, drop_last_column=True)
+    m = forest.forest_to_keras(rf, X.shape[1:], 3, drop_last_column=True)
+    ref = rf.predict_proba(forest.features(X, True))
+    np.testing.assert_allclose(m.predict(X, verbose=0), ref, atol=1e-5)
+    bundle_from_keras(m, tmp_path / "b", ["x", "y", "z"], Preprocess(repr="kpackets", k=3, n_bytes=6),
+                      X, allow_float_fallback=True, save_keras=False)
+    np.testing.assert_allclose(load_bundle(tmp_path / "b", prefer_int8=False).predict(X), ref, atol=1e-5)
+    pq = load_bundle(tmp_path / "b").predict(X)
+    assert (pq.argmax(1) == ref.argmax(1)).mean() >= 0.97
+
+
+def test_cli_help_and_user_errors(tmp_path, capsys):
+    from egw_cli.main import main
+
+    for cmd in ("train", "evaluate"):
+        with pytest.raises(SystemExit) as ei:
+            main([cmd, "--help"])
+        assert ei.value.code == 0
+    data = tmp_path / "d.npz"
+    _kpackets_npz(data)
+    assert main(["train", "--model", "deepnfv", "--data", str(data), "--out", str(tmp_path / "o")]) == 2
+    assert "needs a image900 dataset" in capsys.readouterr().err
+    assert main(["evaluate", "--model", str(tmp_path / "nope"), "--data", str(data)]) == 2
+    assert "bundle directory not found" in capsys.readouterr().err
