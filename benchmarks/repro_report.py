@@ -1,0 +1,237 @@
+"""Render the reproduction tables (markdown) from the experiments' results.json files and copy
+their plots to docs/img/repro/ - so the numbers in docs/reproduction.md are never typed by hand.
+
+    .venv/bin/python benchmarks/repro_report.py [--runs runs/repro] [--img docs/img/repro] \
+        [--out runs/repro/tables.md]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def pct(v, nd=1):
+    return "–" if v is None else f"{100 * v:.{nd}f}"
+
+
+def f2(v):
+    return "–" if v is None else f"{v:.2f}"
+
+
+def hw_line(r: dict) -> str:
+    h = r["hardware"]
+    stages = ", ".join(f"{k} {v:.0f} s" for k, v in r["stage_seconds"].items())
+    return (f"*Run: `{r['command']}` (size **{r['size']}**, seed {r['seed']}), finished {r['finished']}; "
+            f"wall time **{r['wall_seconds'] / 60:.1f} min** ({stages}); {h['cpu']}, "
+            f"{h['cores_allowed']} cores (shared with other jobs, load average at start "
+            f"{h['load_average_at_start'][0]}; nice {h['nice']}), {h['memory_gib']} GiB RAM, "
+            f"{h['gpus']} GPU, TensorFlow {h['tensorflow']}.*")
+
+
+def audit_line(a: dict) -> str:
+    d = a["duplicates_across_splits"]
+    p = a["probe"]
+    probe = (f"shortcut probe (RandomForest on the first {p['header_bytes']} bytes) macro-F1 "
+             f"**{p['macro_f1']:.2f}**, accuracy {p['accuracy']:.2f} (majority class {p['majority_accuracy']:.2f})"
+             if "macro_f1" in p else f"shortcut probe: {p.get('skipped')}")
+    return (f"sessions in more than one split: {a['sessions_in_several_splits']}; identical vectors "
+            f"train/test: {d['train/test']['vectors']} ({d['train/test']['test_rows']} test rows), "
+            f"train/val: {d['train/val']['vectors']}; duplicates within train: "
+            f"{a['duplicates_within_train']}; vectors under several labels: "
+            f"{a['vectors_with_several_labels']}; {probe}")
+
+
+def bytesgan(r: dict) -> str:
+    L = []
+    S = r["sizes"]
+    L.append("#### Data behind the figures\n")
+    L.append("| protocol | classes | packets (train / val / test) | sessions (train / val / test) | audit |")
+    L.append("|---|---|---|---|---|")
+    for prot, d in r["data"].items():
+        sp = d["split"]
+        cls = ", ".join(f"{c} {d['sessions_per_class'][c]}/{d['packets_per_class'][c]}" for c in d["classes"])
+        L.append(f"| {prot} ({d['split_kind']}) | {len(d['classes'])}: {cls} (sessions/packets) | "
+                 f"{sp['train']['rows']} / {sp['val']['rows']} / {sp['test']['rows']} | "
+                 + ("– (rows are the unit)" if prot == "paper" else
+                    f"{sp['train']['sessions']} / {sp['val']['sessions']} / {sp['test']['sessions']}")
+                 + f" | {audit_line(d['audit'])} |")
+    dropped = r["data"].get("honest", next(iter(r["data"].values())))["dropped_classes_sessions"]
+    L.append(f"\nApplications dropped for having fewer usable sessions than the threshold: "
+             + ", ".join(f"{c} ({n})" for c, n in dropped.items()) + ".")
+    L.append(f"\nGAN: {S['gan_epochs']} epochs x "
+             f"{S['gan_steps'] or 'a full pass of'} steps at batch {S['gan_batch']}; CNN: up to "
+             f"{S['cnn_epochs']} epochs, early stopping on val loss; sessions capped at "
+             f"{S['max_per_class'] or 'no cap'} per application.\n")
+    L.append("#### Table V: ByteSGAN vs CNN with few labelled packets per class (test accuracy, %)\n")
+    L.append("| labelled / class | paper ByteSGAN | paper CNN | ours, paper protocol: ByteSGAN | CNN "
+             "| ours, honest: ByteSGAN per packet (per session) | CNN per packet (per session) "
+             "| labelled / unlabelled train rows (honest) | test packets / sessions (honest) |")
+    L.append("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    P = {p["labelled_per_class"]: p for p in r["paper"]["table5"]}
+    ours = {prot: {x["labelled_per_class"]: x for x in rows} for prot, rows in r["table5"].items()}
+    for k in sorted(set(P) | set().union(*[set(v) for v in ours.values()])):
+        pa = ours.get("paper", {}).get(k)
+        ho = ours.get("honest", {}).get(k)
+        cells = [str(k), pct(P[k]["bytesgan"]) if k in P else "", pct(P[k]["cnn"]) if k in P else ""]
+        cells += [pct(pa["bytesgan"]["per_row"]["accuracy"]), pct(pa["cnn"]["per_row"]["accuracy"])] if pa else ["", ""]
+        if ho:
+            cells += [f"{pct(ho['bytesgan']['per_row']['accuracy'])} ({pct(ho['bytesgan']['per_session']['accuracy'])})",
+                      f"{pct(ho['cnn']['per_row']['accuracy'])} ({pct(ho['cnn']['per_session']['accuracy'])})",
+                      f"{ho['labelled_rows']} / {ho['unlabelled_rows']}",
+                      f"{ho['bytesgan']['per_row']['n']} / {ho['bytesgan']['per_session']['n']}"]
+        else:
+            cells += ["", "", "", ""]
+        L.append("| " + " | ".join(cells) + " |")
+    L.append("\n#### Table IV: fixed labelled set, growing unlabelled set (ByteSGAN test accuracy, %)\n")
+    L.append("| source | labelled | unlabelled | accuracy per packet | (per session) |")
+    L.append("|---|---:|---:|---:|---:|")
+    for p in r["paper"]["table4"]:
+        L.append(f"| paper (7 apps) | {p['labelled']} (total) | {p['unlabelled_per_class']} / class | "
+                 f"{pct(p['accuracy'], 2)} | – |")
+    for prot, rows in r["table4"].items():
+        for x in rows:
+            L.append(f"| ours, {prot} protocol | {x['labelled_per_class']} / class ({x['labelled_rows']}) | "
+                     f"{x['unlabelled_per_class']} / class ({x['unlabelled_rows']} rows) | "
+                     f"{pct(x['bytesgan']['per_row']['accuracy'])} | "
+                     f"{pct(x['bytesgan']['per_session']['accuracy'])} |")
+    L.append("")
+    L.append(hw_line(r))
+    return "\n".join(L)
+
+
+def tinycnn(r: dict) -> str:
+    L = ["| method | data / protocol | test n | Acc. | Prec. | Rec. | F1 | Params (M) | Max tensor "
+         "| FLOPs (M) | Flash (MB, 4 B/param) | RAM (KB, 4 B x max tensor) | LiteRT float / int8 (KB) |",
+         "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for p in r["paper"]["table1"]:
+        L.append(f"| {p['method']} | paper (their preprocessing) | – | {f2(p['accuracy'])} | {f2(p['precision'])} | "
+                 f"{f2(p['recall'])} | {f2(p['f1'])} | {p['params_m']:.3f} | {p['max_tensor']:,} | "
+                 f"{p['flops_m']:.3f} | {p['flash_mb']:.3f} | {p['ram_kb']:.3f} | – |")
+    names = {"paper": "Wang's 12-class SessionL7 split (paper protocol)",
+             "honest": "iscx-apps 12 classes, session-disjoint, masked, chatter filtered (honest)"}
+    for prot, x in r["runs"].items():
+        h = x["hardware"]
+        tests = [("test", names.get(prot, prot))]
+        if prot == "paper" and "test_without_train_duplicates" in x:
+            tests.append(("test_without_train_duplicates",
+                          f"same, t10k minus its {x['test_rows_identical_to_a_train_row']} vectors identical to train"))
+        for key, what in tests:
+            t = x[key]
+            L.append(f"| ours: HW-NAS best child | {what} | {t['n']} | {pct(t['accuracy'], 2)} | "
+                     f"{pct(t['macro_precision'], 2)} | {pct(t['macro_recall'], 2)} | {pct(t['macro_f1'], 2)} | "
+                     f"{h['params'] / 1e6:.4f} | {h['max_tensor']:,} | {h['flops'] / 1e6:.3f} | "
+                     f"{h['flash_bytes_paper_convention'] / 1e6:.3f} | {h['ram_bytes_paper_convention'] / 1e3:.3f} | "
+                     f"{h['flash_bytes_tflite_float'] / 1e3:.1f} / {h['flash_bytes_tflite_int8'] / 1e3:.1f} |")
+    L.append("\nPrecision, recall and F1 are macro averages over the classes (the paper does not say which "
+             "average it uses). FLOPs count a multiply-accumulate as 2.\n")
+    S = r["sizes"]
+    L.append(f"Search: {S['generations']} generations x {S['population']} children (+ the first parent), "
+             f"up to {S['epochs']} epochs each with early stopping, limits {S['limits']}; samples capped at "
+             f"{S['max_per_class'] or 'no cap'} per class.\n")
+    L.append("| protocol | classes (sessions) | train+val / test samples | chosen genome | candidates | audit |")
+    L.append("|---|---|---|---|---:|---|")
+    for prot, x in r["runs"].items():
+        sp = x["split"]
+        cls = ", ".join(f"{c} {v['sessions']}" for c, v in x["counts"].items())
+        g = "; ".join(f"{b['filters']}x{b['kernel']}/s{b['stride']}{' ' + b['pool'] if b['pool'] else ''}"
+                      for b in x["genome"]["blocks"]) + f"; head {x['genome'].get('head')}"
+        L.append(f"| {prot} ({x['split_kind']}) | {cls} | {sp['train']['rows'] + sp['val']['rows']} / "
+                 f"{sp['test']['rows']} | {g} | {len(x['candidates'])} | {audit_line(x['audit'])} |")
+    L.append("")
+    L.append(hw_line(r))
+    return "\n".join(L)
+
+
+PAPER_TO_OURS = {"Youtube": "youtube", "Gmail": "gmail", "FTP": "ftps"}
+
+
+def deepnfv(r: dict) -> str:
+    runs = r["runs"]
+    prots = list(runs)
+    head = "| class | paper CNN P / R | paper CART P / R |" + "".join(
+        f" ours {p}: CNN P / R | CART P / R | test packets |" for p in prots)
+    L = [head, "|---|---|---|" + "---|---|---:|" * len(prots)]
+    P = r["paper"]["table1"]
+    inv = {v: k for k, v in PAPER_TO_OURS.items()}
+    classes = runs[prots[0]]["classes"]
+    for c in classes:
+        pk = inv.get(c)
+        cells = [c + (f" (paper: {pk})" if pk else "")]
+        if pk:
+            p = P[pk]
+            cells += [f"{p['cnn_precision']:.2f} / {p['cnn_recall']:.2f}", f"{p['cart_precision']:.2f} / {p['cart_recall']:.2f}"]
+        else:
+            cells += ["", ""]
+        for prot in prots:
+            x = runs[prot]
+            if c not in x["classes"]:
+                cells += ["", "", ""]
+                continue
+            a = x["deepnfv"]["per_row"]["per_class"][c]
+            b = x["cart"]["per_row"]["per_class"][c]
+            cells += [f"{a['precision']:.2f} / {a['recall']:.2f}", f"{b['precision']:.2f} / {b['recall']:.2f}",
+                      str(a["support"])]
+        L.append("| " + " | ".join(cells) + " |")
+    for pk in P:
+        if pk in PAPER_TO_OURS or pk == "Average":
+            continue
+        p = P[pk]
+        L.append(f"| {pk} (not in our data) | {p['cnn_precision']:.2f} / {p['cnn_recall']:.2f} | "
+                 f"{p['cart_precision']:.2f} / {p['cart_recall']:.2f} |" + " | | |" * len(prots))
+    p = P["Average"]
+    cells = ["**Average** (macro)", f"{p['cnn_precision']:.2f} / {p['cnn_recall']:.2f}",
+             f"{p['cart_precision']:.2f} / {p['cart_recall']:.2f}"]
+    for prot in prots:
+        a = runs[prot]["deepnfv"]["per_row"]
+        b = runs[prot]["cart"]["per_row"]
+        cells += [f"{a['macro_precision']:.2f} / {a['macro_recall']:.2f}",
+                  f"{b['macro_precision']:.2f} / {b['macro_recall']:.2f}", str(a["n"])]
+    L.append("| " + " | ".join(cells) + " |")
+    L.append("\n| protocol | accuracy CNN / CART per packet | per session | sessions (train / val / test) | "
+             "CNN epochs run, params | CART nodes, depth | audit |")
+    L.append("|---|---|---|---|---|---|---|")
+    for prot, x in runs.items():
+        sp = x["split"]
+        a, b = x["deepnfv"], x["cart"]
+        sess = ("– (rows are the unit)" if prot == "paper" else
+                f"{sp['train']['sessions']} / {sp['val']['sessions']} / {sp['test']['sessions']}")
+        L.append(f"| {prot} ({x['split_kind']}) | {pct(a['per_row']['accuracy'])} / {pct(b['per_row']['accuracy'])} | "
+                 + (f"{pct(a['per_session']['accuracy'])} / {pct(b['per_session']['accuracy'])}"
+                    if prot != "paper" else "–")
+                 + f" | {sess} | {x['deepnfv_epochs_run']}, {x['deepnfv_hardware']['params']:,} | "
+                 f"{x['cart_tree']['nodes']}, {x['cart_tree']['depth']} | {audit_line(x['audit'])} |")
+    L.append("")
+    L.append(hw_line(r))
+    return "\n".join(L)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--runs", default=str(REPO / "runs" / "repro"))
+    ap.add_argument("--img", default=str(REPO / "docs" / "img" / "repro"))
+    ap.add_argument("--out", default=None)
+    args = ap.parse_args(argv)
+    runs, img = Path(args.runs), Path(args.img)
+    img.mkdir(parents=True, exist_ok=True)
+    parts = []
+    for name, fn in (("bytesgan", bytesgan), ("tinycnn", tinycnn), ("deepnfv", deepnfv)):
+        f = runs / name / "results.json"
+        if not f.is_file():
+            parts.append(f"## {name}\n\n(no results.json under {f.parent})\n")
+            continue
+        r = json.loads(f.read_text())
+        for p in r["plots"]:
+            shutil.copy2(f.parent / p, img / p)
+        parts.append(f"## {name}\n\n" + fn(r) + "\n")
+    text = "\n".join(parts)
+    out = Path(args.out) if args.out else runs / "tables.md"
+    out.write_text(text)
+    print(f"wrote {out}; plots copied to {img}")
+
+
+if __name__ == "__main__":
+    main()
