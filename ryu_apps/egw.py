@@ -24,13 +24,14 @@ from ryu.controller import ofp_event
 from ryu.controller.handler import (CONFIG_DISPATCHER, DEAD_DISPATCHER, MAIN_DISPATCHER,
                                     set_ev_cls)
 from ryu.lib import hub
-from ryu.lib.packet import ethernet, packet
 from ryu.ofproto import ofproto_v1_3
 
 from ryu_apps import egw_flags
 from ryu_apps.gateway import rules as R
 from ryu_apps.gateway.engine import GatewayEngine
+from ryu_apps.gateway.faults import FaultLog
 from ryu_apps.gateway.metrics import Metrics
+from ryu_apps.gateway.model import ModelHolder
 from ryu_apps.gateway.rest import APP_KEY, GatewayController
 
 CONF = cfg.CONF
@@ -55,8 +56,9 @@ class EdgeGateway(app_manager.RyuApp):
         self.logger.setLevel(logging.INFO)
         logging.getLogger("egw.engine").setLevel(logging.INFO)
         self.metrics = Metrics()
+        self.faults = FaultLog(self.metrics, self.logger)
         self.api_token = CONF.egw_api_token or ""
-        self.bundle = self._load_bundle()
+        self.model = self._load_bundle()
         self.policy_holder, self.policy_path = self._load_policy()
         self.engines: dict[int, GatewayEngine] = {}
         self.datapaths: dict[int, object] = {}
@@ -66,10 +68,12 @@ class EdgeGateway(app_manager.RyuApp):
         self.l2 = R.L2Learning()
         self._flush_scheduled = False
         self._sighup = False
+        # dpid -> read-back state after a fresh connect (see _switch_features)
+        self._restore: dict[int, dict] = {}
         kwargs["wsgi"].register(GatewayController, {APP_KEY: self})
         # Own loops (not in self.threads: RyuApp.stop joins those), killed in stop().
         self._loops = [hub.spawn(self._ticker)]
-        if CONF.egw_policy_watch > 0:
+        if CONF.egw_policy_watch > 0 or CONF.egw_model_watch > 0:
             self._loops.append(hub.spawn(self._policy_watcher))
         if CONF.egw_stats_interval > 0:
             self._loops.append(hub.spawn(self._stats_poller))
@@ -81,8 +85,15 @@ class EdgeGateway(app_manager.RyuApp):
         atexit.register(self._teardown_htb)
 
     # ---- configuration -------------------------------------------------------
-    def _load_bundle(self):
-        from classifier.bundle import DEFAULT_BUNDLE_DIR, BundleError, load_bundle
+    @property
+    def bundle(self):
+        return self.model.current if self.model is not None else None
+
+    def _load_bundle(self) -> ModelHolder | None:
+        """The model holder. A bad bundle at start-up does not stop the gateway: it runs
+        without a model (every session 'unknown', i.e. the default policy), says which
+        file is wrong, and loads the bundle once its files change."""
+        from classifier.bundle import DEFAULT_BUNDLE_DIR
 
         path = CONF.egw_model or ""
         if not path:
@@ -91,15 +102,17 @@ class EdgeGateway(app_manager.RyuApp):
                                     "empty: every session will be 'unknown'", DEFAULT_BUNDLE_DIR)
                 return None
             path = str(DEFAULT_BUNDLE_DIR)
-        try:
-            bundle = load_bundle(path, prefer_int8=CONF.egw_prefer_int8)
-        except BundleError as exc:
-            self.logger.error("cannot load the model bundle: %s", exc)
-            raise
-        self.logger.info("model %s (%s): %d classes %s, threshold %.2f, %s", bundle.path,
-                         bundle.model_file.name, len(bundle.labels), bundle.labels,
-                         bundle.threshold, bundle.preprocess.repr)
-        return bundle
+        holder = ModelHolder(path, prefer_int8=CONF.egw_prefer_int8)
+        ok, msg = holder.load()
+        if not ok:
+            self.metrics.model_reloads.labels("rejected").inc()
+            self.faults.report("model", msg, "cannot load the model bundle at start-up")
+            return holder
+        b = holder.current
+        self.logger.info("model %s (%s): %d classes %s, threshold %.2f, %s", b.path,
+                         b.model_file.name, len(b.labels), b.labels, b.threshold,
+                         b.preprocess.repr)
+        return holder
 
     def _load_policy(self):
         from policies import DEFAULT_POLICY_PATH, PolicyError
@@ -113,8 +126,18 @@ class EdgeGateway(app_manager.RyuApp):
         try:
             holder = PolicyHolder(path, labels)
         except PolicyError as exc:
-            self.logger.error("cannot load the policy: %s", exc)
-            raise
+            if path == Path(DEFAULT_POLICY_PATH):
+                self.logger.error("cannot load the policy: %s", exc)
+                raise
+            # Keep forwarding: run the embedded policy, watch the bad file for a fix.
+            self.faults.report("policy", str(exc), "cannot load the policy at start-up; "
+                               f"running the embedded {DEFAULT_POLICY_PATH} until it is fixed")
+            holder = PolicyHolder(DEFAULT_POLICY_PATH)
+            holder.path, holder.labels = path, labels
+            holder.last_error = str(exc)
+            # the watcher reloads the configured file once it is edited again
+            holder._hash, holder._sig = None, holder._stat()
+            return holder, path
         self.logger.info("policy %s loaded", path)
         return holder, path
 
@@ -129,11 +152,15 @@ class EdgeGateway(app_manager.RyuApp):
             b = self.bundle
             eng = GatewayEngine(
                 b.preprocess if b is not None else None,
-                b.classify if b is not None else None,
+                self.model.classify if b is not None else None,
                 self._enforcer(), max_sessions=CONF.egw_max_sessions,
                 mirror_max_packets=CONF.egw_mirror_max_packets,
                 mirror_max_seconds=CONF.egw_mirror_max_seconds,
-                use_queue=CONF.egw_set_queue, metrics=self.metrics)
+                use_queue=CONF.egw_set_queue, metrics=self.metrics,
+                max_mirroring_per_port=CONF.egw_max_mirroring_per_port,
+                packet_in_rate=CONF.egw_packet_in_rate,
+                packet_in_burst=CONF.egw_packet_in_burst or None)
+            eng.faults = self.faults        # one "once per cause" log for the process
             if b is None:
                 # Without a model there is nothing to wait for: one packet decides.
                 eng.mirror_max_packets = 1
@@ -146,8 +173,7 @@ class EdgeGateway(app_manager.RyuApp):
             try:
                 dp.send_msg(self._to_ofp(dp, m))
             except Exception as exc:  # never let one bad message kill the app
-                self.metrics.errors.labels("openflow").inc()
-                self.logger.error("cannot send %r: %r", m, exc)
+                self.faults.report("openflow", exc, f"cannot send {type(m).__name__}")
 
     @staticmethod
     def _to_ofp(dp, m):
@@ -157,7 +183,8 @@ class EdgeGateway(app_manager.RyuApp):
                 return parser.OFPMeterMod(dp, command=ofp.OFPMC_DELETE, meter_id=ofp.OFPM_ALL)
             cmd = {"add": ofp.OFPMC_ADD, "modify": ofp.OFPMC_MODIFY,
                    "delete": ofp.OFPMC_DELETE}[m.command]
-            flags = ofp.OFPMF_KBPS | (ofp.OFPMF_BURST if m.burst_kb else 0)
+            flags = ((ofp.OFPMF_PKTPS if m.pktps else ofp.OFPMF_KBPS)
+                     | (ofp.OFPMF_BURST if m.burst_kb else 0))
             bands = [] if m.command == "delete" else [
                 parser.OFPMeterBandDrop(rate=int(m.rate_kbps), burst_size=int(m.burst_kb or 0))]
             return parser.OFPMeterMod(dp, command=cmd, flags=flags, meter_id=m.meter_id,
@@ -201,11 +228,100 @@ class EdgeGateway(app_manager.RyuApp):
         fresh = dp.id not in self.engines
         eng = self._engine(dp.id)
         self.datapaths[dp.id] = dp
-        self._send(dp, eng.switch_connected(fresh=fresh))
+        readback = fresh and CONF.egw_restore
+        self._send(dp, eng.switch_connected(fresh=fresh, readback=readback))
         dp.send_msg(dp.ofproto_parser.OFPPortDescStatsRequest(dp, 0))
+        if readback:
+            self._start_restore(dp)
         self.logger.info("switch %016x %s: base pipeline%s installed", dp.id,
                          "connected" if fresh else "reconnected",
-                         "" if fresh else ", meters and session rules re-")
+                         ", reading its flows and meters back" if readback
+                         else "" if fresh else ", meters and session rules re-")
+
+    # ---- controller restart: read the switch's state back ---------------------
+    def _start_restore(self, dp) -> None:
+        ofp, parser = dp.ofproto, dp.ofproto_parser
+        freq = parser.OFPFlowStatsRequest(dp, table_id=ofp.OFPTT_ALL, out_port=ofp.OFPP_ANY,
+                                          out_group=ofp.OFPG_ANY)
+        mreq = parser.OFPMeterConfigStatsRequest(dp, 0, ofp.OFPM_ALL)
+        dp.set_xid(freq)
+        dp.set_xid(mreq)
+        self._restore[dp.id] = {"flow_xid": freq.xid, "meter_xid": mreq.xid, "flows": [],
+                                "meters": [], "flows_done": False, "meters_done": False,
+                                "deadline": time.monotonic() + CONF.egw_restore_timeout}
+        dp.send_msg(freq)
+        dp.send_msg(mreq)
+
+    def _restore_reply(self, dp, kind: str, body, more: bool) -> None:
+        st = self._restore.get(dp.id)
+        if st is None:
+            return
+        st[kind] += body
+        if not more:
+            st[kind + "_done"] = True
+        if st["flows_done"] and st["meters_done"]:
+            del self._restore[dp.id]
+            eng = self._engine(dp.id)
+            labels = sorted(set(self.bundle.labels if self.bundle is not None else [])
+                            | set(self.policy_holder.current.classes))
+            msgs = eng.adopt(st["flows"], st["meters"], labels)
+            learnt = self.l2.relearn(dp.id, st["flows"])
+            self._send(dp, msgs)
+            self.logger.info("switch %016x: restored %d session(s), %d MAC(s); %d stale "
+                             "message(s) sent", dp.id, eng.counters["restored"], learnt,
+                             len(msgs))
+
+    def _restore_timeouts(self) -> None:
+        now = time.monotonic()
+        for dpid, st in list(self._restore.items()):
+            if now < st["deadline"]:
+                continue
+            del self._restore[dpid]
+            dp = self.datapaths.get(dpid)
+            self.faults.report("restore", "no reply to the flow/meter read-back",
+                               f"switch {dpid:016x}: clearing it and starting afresh")
+            if dp is not None:
+                self._send(dp, self.engines[dpid].switch_connected(fresh=True, readback=False))
+
+    @staticmethod
+    def _plain_flow(dp, st) -> R.FlowRule:
+        ofp = dp.ofproto
+        actions, goto, meter = [], None, None
+        for inst in st.instructions:
+            if isinstance(inst, dp.ofproto_parser.OFPInstructionMeter):
+                meter = inst.meter_id
+            elif isinstance(inst, dp.ofproto_parser.OFPInstructionGotoTable):
+                goto = inst.table_id
+            elif isinstance(inst, dp.ofproto_parser.OFPInstructionActions):
+                for a in inst.actions:
+                    if isinstance(a, dp.ofproto_parser.OFPActionOutput):
+                        actions.append(("controller",) if a.port == ofp.OFPP_CONTROLLER
+                                       else ("output", a.port))
+                    elif isinstance(a, dp.ofproto_parser.OFPActionSetField):
+                        actions.append(("set_field", a.key, a.value))
+                    elif isinstance(a, dp.ofproto_parser.OFPActionSetQueue):
+                        actions.append(("set_queue", a.queue_id))
+                    else:
+                        actions.append(("other", type(a).__name__))
+        return R.FlowRule(st.table_id, st.priority, dict(st.match.items()), tuple(actions),
+                          goto, meter, st.idle_timeout, st.hard_timeout, st.cookie,
+                          bool(st.flags & ofp.OFPFF_SEND_FLOW_REM))
+
+    @set_ev_cls(ofp_event.EventOFPMeterConfigStatsReply, [CONFIG_DISPATCHER, MAIN_DISPATCHER])
+    def _meter_config(self, ev):
+        dp = ev.msg.datapath
+        st = self._restore.get(dp.id)
+        if st is None or ev.msg.xid != st["meter_xid"]:
+            return
+        ofp = dp.ofproto
+        meters = []
+        for m in ev.msg.body:
+            band = m.bands[0] if m.bands else None
+            meters.append(R.MeterRule(
+                m.meter_id, int(band.rate) if band else 0,
+                int(band.burst_size) if band and (m.flags & ofp.OFPMF_BURST) else None,
+                pktps=bool(m.flags & ofp.OFPMF_PKTPS)))
+        self._restore_reply(dp, "meters", meters, bool(ev.msg.flags & ofp.OFPMPF_REPLY_MORE))
 
     @set_ev_cls(ofp_event.EventOFPStateChange, DEAD_DISPATCHER)
     def _switch_gone(self, ev):
@@ -264,15 +380,15 @@ class EdgeGateway(app_manager.RyuApp):
                 self.metrics.packet_ins.labels("forward").inc()
                 self._forward(dp, msg, in_port)
         except Exception as exc:
-            self.metrics.errors.labels("packet_in").inc()
-            self.logger.exception("packet-in not handled: %r", exc)
+            self.faults.report("packet_in", exc, "packet-in not handled")
 
     def _forward(self, dp, msg, in_port):
         ofp, parser = dp.ofproto, dp.ofproto_parser
-        eth = packet.Packet(msg.data).get_protocol(ethernet.ethernet)
-        if eth is None:
+        macs = R.frame_macs(bytes(msg.data))
+        if macs is None:            # shorter than an Ethernet header: nothing to forward
+            self.metrics.errors.labels("malformed").inc()
             return
-        out, rules = self.l2.packet(dp.id, in_port, eth.src, eth.dst)
+        out, rules = self.l2.packet(dp.id, in_port, *macs)
         self._send(dp, rules)
         out_port = ofp.OFPP_FLOOD if out == R.OFPP_FLOOD else out
         data = msg.data if msg.buffer_id == ofp.OFP_NO_BUFFER else None
@@ -289,6 +405,8 @@ class EdgeGateway(app_manager.RyuApp):
     def _ticker(self):
         while True:
             hub.sleep(0.25)
+            if self._restore:
+                self._restore_timeouts()
             for dpid, eng in list(self.engines.items()):
                 dp = self.datapaths.get(dpid)
                 try:
@@ -296,8 +414,7 @@ class EdgeGateway(app_manager.RyuApp):
                     if dp is not None and msgs:
                         self._send(dp, msgs)
                 except Exception as exc:
-                    self.metrics.errors.labels("tick").inc()
-                    self.logger.exception("tick failed: %r", exc)
+                    self.faults.report("tick", exc, "tick failed")
 
     @set_ev_cls(ofp_event.EventOFPFlowRemoved, MAIN_DISPATCHER)
     def _flow_removed(self, ev):
@@ -319,9 +436,16 @@ class EdgeGateway(app_manager.RyuApp):
                 except Exception:
                     pass
 
-    @set_ev_cls(ofp_event.EventOFPFlowStatsReply, MAIN_DISPATCHER)
+    @set_ev_cls(ofp_event.EventOFPFlowStatsReply, [CONFIG_DISPATCHER, MAIN_DISPATCHER])
     def _flow_stats(self, ev):
-        eng = self.engines.get(ev.msg.datapath.id)
+        dp = ev.msg.datapath
+        st = self._restore.get(dp.id)
+        if st is not None and ev.msg.xid == st["flow_xid"]:
+            flows = [self._plain_flow(dp, f) for f in ev.msg.body]
+            self._restore_reply(dp, "flows", flows,
+                                bool(ev.msg.flags & dp.ofproto.OFPMPF_REPLY_MORE))
+            return
+        eng = self.engines.get(dp.id)
         if eng is not None:
             for st in ev.msg.body:
                 eng.flow_stats(st.cookie, st.packet_count, st.byte_count)
@@ -329,9 +453,9 @@ class EdgeGateway(app_manager.RyuApp):
     @set_ev_cls(ofp_event.EventOFPErrorMsg, MAIN_DISPATCHER)
     def _error(self, ev):
         msg = ev.msg
-        self.metrics.errors.labels("openflow").inc()
-        self.logger.error("switch %016x OpenFlow error type=%d code=%d", msg.datapath.id,
-                          msg.type, msg.code)
+        self.faults.report("openflow", f"switch {msg.datapath.id:016x} OpenFlow error "
+                           f"type={msg.type} code={msg.code}", "switch error",
+                           cause=f"type={msg.type} code={msg.code}")
 
     # ---- policy --------------------------------------------------------------
     def _on_sighup(self, *_):
@@ -345,16 +469,40 @@ class EdgeGateway(app_manager.RyuApp):
 
     def _policy_watcher(self):
         while True:
-            hub.sleep(CONF.egw_policy_watch)
+            hub.sleep(min(x for x in (CONF.egw_policy_watch, CONF.egw_model_watch) if x > 0))
             try:
                 if self._sighup:
                     self._sighup = False
                     self.reload_policy("SIGHUP")
-                elif self.policy_holder.changed_on_disk():
+                    self.reload_model("SIGHUP")
+                    continue
+                if CONF.egw_policy_watch > 0 and self.policy_holder.changed_on_disk():
                     self.reload_policy("file change")
+                if (CONF.egw_model_watch > 0 and self.model is not None
+                        and self.model.changed_on_disk()):
+                    self.reload_model("file change")
             except Exception as exc:
-                self.metrics.errors.labels("policy").inc()
-                self.logger.exception("policy reload failed: %r", exc)
+                self.faults.report("reload", exc, "reload failed")
+
+    def reload_model(self, trigger: str) -> tuple[bool, str]:
+        """Re-read the model bundle; a bad one is rejected, the running model kept."""
+        if self.model is None:
+            return False, "no model bundle configured"
+        ok, msg = self.model.load()
+        if not ok:
+            self.metrics.model_reloads.labels("rejected").inc()
+            self.faults.report("model", msg, f"model reload ({trigger})")
+            return False, msg
+        self.metrics.model_reloads.labels("ok").inc()
+        self.logger.info("model reload (%s): %s", trigger, msg)
+        b = self.bundle
+        for dpid, eng in list(self.engines.items()):
+            msgs = eng.set_model(b.preprocess, self.model.classify)
+            eng.mirror_max_packets = CONF.egw_mirror_max_packets
+            dp = self.datapaths.get(dpid)
+            if dp is not None:
+                self._send(dp, msgs)
+        return True, msg
 
     def reload_policy(self, trigger: str) -> tuple[bool, str]:
         """Re-read the policy file; a good one is applied to existing sessions too."""
@@ -429,6 +577,9 @@ class EdgeGateway(app_manager.RyuApp):
     def health(self) -> dict:
         return {"ok": True, "switches": [f"{d:016x}" for d in self.datapaths],
                 "model": str(self.bundle.path) if self.bundle is not None else None,
+                "model_error": self.model.last_error if self.model is not None else None,
+                "policy_error": self.policy_holder.last_error,
+                "errors": self.faults.describe(),
                 "labels": self.bundle.labels if self.bundle is not None else [],
                 "policy": str(self.policy_path), "wan_ports": self.wan_ports,
                 "htb": self.htb_dev, "time": time.time()}

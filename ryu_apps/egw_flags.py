@@ -46,6 +46,24 @@ OPTS = [
                  help="seconds between checks of the policy file for changes (0: off)"),
     cfg.FloatOpt("egw-stats-interval", default=5.0, min=0.0,
                  help="seconds between flow-stats polls for session counters (0: off)"),
+    cfg.IntOpt("egw-packet-in-rate", default=1000, min=0,
+               help="packets/s the switch may send to the controller (OpenFlow meter "
+                    "OFPM_CONTROLLER, drop band; 0: no limit)"),
+    cfg.IntOpt("egw-packet-in-burst", default=200, min=0,
+               help="burst of the packet-in meter, packets (0: the switch's default)"),
+    cfg.IntOpt("egw-max-mirroring-per-port", default=1024, min=0,
+               help="at most this many sessions per ingress port are being classified at "
+                    "once; further new sessions of that port are forwarded untracked "
+                    "(0: no limit)"),
+    cfg.BoolOpt("egw-restore", default=True,
+                help="on the first connection of a switch, read its flows and meters back "
+                     "and re-learn the sessions (a controller restart keeps established "
+                     "sessions); false: clear the switch and start afresh"),
+    cfg.FloatOpt("egw-restore-timeout", default=5.0, min=0.1,
+                 help="seconds to wait for the read-back replies before clearing the switch"),
+    cfg.FloatOpt("egw-model-watch", default=2.0, min=0.0,
+                 help="seconds between checks of the model bundle's files (0: off); a "
+                      "changed bundle is reloaded, a bad one rejected (last good kept)"),
 ]
 
 

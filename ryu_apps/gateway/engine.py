@@ -8,7 +8,9 @@ Knows nothing of Ryu, eventlet or sockets. The adapter calls:
   classified in one batch);
 - :meth:`GatewayEngine.tick` periodically (mirror time cap);
 - :meth:`GatewayEngine.flow_removed` for each flow-removed message;
-- :meth:`GatewayEngine.set_enforcer` after a policy reload.
+- :meth:`GatewayEngine.set_enforcer` after a policy reload;
+- :meth:`GatewayEngine.adopt` with the rules and meters read back from a switch after
+  a controller restart (``switch_connected(fresh=True, readback=True)``).
 
 Each returns the messages to send, in order. Injected: ``preprocess`` (a
 ``classifier.preprocess.Preprocess``), ``classify(batch) -> [(label, confidence)]``
@@ -30,10 +32,12 @@ import numpy as np
 from classifier.packets import PROTO_TCP, PROTO_UDP, ip_from_frame, parse
 from policies.enforcement import Enforcement
 
-from .meters import MeterTable
+from .faults import FaultLog
+from .meters import MeterTable, _Meter
 from .metrics import Metrics
-from .rules import (FiveTuple, FlowRule, Message, base_pipeline, clear_all, decode_cookie,
-                    session_rule, session_rules)
+from .rules import (BASE_COOKIE, CONTROLLER_METER, SESSION_PRIORITY, SESSION_TABLE, FiveTuple,
+                    FlowRule, MeterRule, Message, base_pipeline, clear_all, controller_meter,
+                    decode_cookie, flow_from_match, session_rule, session_rules)
 from .sessions import ENFORCED, MIRRORING, PENDING, Session, SessionTable
 
 UNKNOWN = "unknown"
@@ -57,7 +61,9 @@ class GatewayEngine:
                  mirror_max_packets: int = 32, mirror_max_seconds: float = 3.0,
                  use_queue: bool = True, metrics: Metrics | None = None,
                  clock: Callable[[], float] = time.monotonic,
-                 logger: logging.Logger | None = None):
+                 logger: logging.Logger | None = None,
+                 max_mirroring_per_port: int = 0, packet_in_rate: int = 0,
+                 packet_in_burst: int | None = None):
         self.preprocess = preprocess
         self.classify = classify
         self.enforce = enforce
@@ -79,19 +85,40 @@ class GatewayEngine:
         # per policy entry / label: sessions, packets, bytes (finished sessions).
         self.class_stats: dict[str, dict[str, int]] = defaultdict(
             lambda: {"sessions": 0, "active": 0, "packets": 0, "bytes": 0, "dropped": 0})
+        #: errors logged and counted once per cause (see faults.py)
+        self.faults = FaultLog(self.metrics, self.log)
+        #: at most this many not-yet-enforced sessions per ingress port (0: no limit):
+        #: a host flooding new sessions cannot take the whole table (its excess
+        #: sessions are forwarded by the switch, just not tracked: counted as "shed").
+        self.max_mirroring_per_port = max_mirroring_per_port
+        self.port_load: dict[int, int] = defaultdict(int)
+        #: packet-in rate limit (OFPM_CONTROLLER meter), packets/s; 0: none.
+        self.packet_in_rate = packet_in_rate
+        self.packet_in_burst = packet_in_burst
+        #: True between a fresh connect with read-back and :meth:`adopt`: no
+        #: classification (no meter id allocated) until the switch's state is known.
+        self.restoring = False
 
     # ---- switch --------------------------------------------------------------
-    def switch_connected(self, fresh: bool) -> list[Message]:
-        """Base pipeline; on a reconnect also the current meters and session rules
-        (a ``fresh`` start first clears whatever a previous run left)."""
+    def switch_connected(self, fresh: bool, readback: bool = False) -> list[Message]:
+        """Base pipeline and packet-in meter; on a reconnect also the current meters and
+        session rules. A ``fresh`` start (this process never saw the switch) first
+        clears whatever a previous run left, unless ``readback``: then the switch's
+        rules are kept (established sessions keep flowing), the adapter reads its
+        flows and meters back and hands them to :meth:`adopt`, and classification
+        waits until then."""
         msgs: list[Message] = []
         if fresh:
-            msgs += clear_all()
-            # Sessions from a previous switch state are gone with its flows.
+            if not readback:
+                msgs += clear_all()
+            # This engine's sessions (if any) belong to a switch state that is gone.
             for s in self.table:
                 self.table.remove(s)
+            self.port_load.clear()
             self.meters = MeterTable()
             self.pending.clear()
+            self.restoring = readback
+        msgs += controller_meter(self.packet_in_rate, self.packet_in_burst)
         msgs += base_pipeline(self.chatter_ports)
         if not fresh:
             msgs += self.meters.all_rules()
@@ -105,12 +132,14 @@ class GatewayEngine:
     def mirror_packet(self, in_port: int, frame: bytes, now: float | None = None) -> list[Message]:
         """A packet copied to the controller by table 0 (the switch forwarded it)."""
         now = self.clock() if now is None else now
+        self.counters["packets"] += 1
         try:
             return self._mirror_packet(in_port, frame, now)
         except Exception as exc:  # a malformed packet never kills the app
             self.counters["errors"] += 1
-            self.metrics.errors.labels("packet").inc()
-            self.log.warning("packet-in on port %s not handled: %r", in_port, exc)
+            self.counters["failed"] += 1
+            self.faults.report("packet", exc, f"packet-in on port {in_port} not handled",
+                               logging.WARNING)
             return []
 
     def _mirror_packet(self, in_port: int, frame: bytes, now: float) -> list[Message]:
@@ -126,11 +155,19 @@ class GatewayEngine:
         s = self.table.get(key)
         msgs: list[Message] = []
         if s is None:
+            if (self.max_mirroring_per_port > 0
+                    and self.port_load[in_port] >= self.max_mirroring_per_port):
+                # This port already has its share of sessions being classified: the
+                # switch forwards the packet anyway; the session is not tracked (yet).
+                self.counters["shed"] += 1
+                self.metrics.packet_ins.labels("shed").inc()
+                return []
             flow = FiveTuple(pv.version, pv.proto, pv.src, pv.sport, pv.dst, pv.dport)
             s, evicted = self.table.create(
                 key, flow=flow, client_mac=_mac_text(frame[6:12]),
                 server_mac=_mac_text(frame[0:6]), client_port=in_port,
                 first_ts=now, last_ts=now)
+            self.port_load[in_port] += 1
             self._set_device(s, pv)
             for old in evicted:
                 msgs += self._forget(old, "evicted")
@@ -138,6 +175,7 @@ class GatewayEngine:
         s.last_ts = now
         d = s.direction(pv.src, pv.sport)
         if s.state == ENFORCED:
+            self.counters["duplicate"] += 1
             self.metrics.packet_ins.labels("duplicate").inc()
             s.duplicates += 1
             if not s.rules_alive[d]:
@@ -148,6 +186,7 @@ class GatewayEngine:
                 self.metrics.rules_installed.inc()
                 msgs.append(r)
             return msgs
+        self.counters["mirrored"] += 1
         self.metrics.packet_ins.labels("mirror").inc()
         if s.state == PENDING:
             return msgs
@@ -168,8 +207,12 @@ class GatewayEngine:
             s.device_mac, s.device_ip = s.server_mac, str(ipaddress.ip_address(pv.dst))
 
     def _make_pending(self, s: Session) -> None:
-        s.state = PENDING
+        self.table.set_state(s, PENDING)
         self.pending.append(s)
+
+    def _unload_port(self, s: Session) -> None:
+        if s.state != ENFORCED and self.port_load.get(s.client_port, 0) > 0:
+            self.port_load[s.client_port] -= 1
 
     def has_pending(self) -> bool:
         return bool(self.pending)
@@ -179,7 +222,7 @@ class GatewayEngine:
         """Mirror time cap: sessions mirrored for ``mirror_max_seconds`` are classified
         with what they have (or marked unknown)."""
         now = self.clock() if now is None else now
-        for s in self.table:
+        for s in list(self.table.unenforced.values()):
             if s.state == MIRRORING and now - s.first_ts >= self.mirror_max_seconds:
                 self._make_pending(s)
         return self.flush(now) if self.pending else []
@@ -187,6 +230,8 @@ class GatewayEngine:
     def flush(self, now: float | None = None) -> list[Message]:
         """Classify every pending session in one batch; returns meters then rules."""
         now = self.clock() if now is None else now
+        if self.restoring:
+            return []          # the switch's meters are not known yet: wait for adopt()
         batch = [s for s in self.pending if s.state == PENDING and
                  self.table.by_id.get(s.sid) is s]
         self.pending.clear()
@@ -209,8 +254,9 @@ class GatewayEngine:
                 owners.append(s)
             except Exception as exc:
                 self.counters["errors"] += 1
-                self.metrics.errors.labels("preprocess").inc()
-                self.log.warning("session %d: preprocessing failed: %r", s.sid, exc)
+                self.faults.report("preprocess", exc,
+                                   f"session {s.sid}: preprocessing failed (fail-open: unknown)",
+                                   logging.WARNING)
                 results[s.sid] = (UNKNOWN, 0.0, "error")
         if rows:
             try:
@@ -223,9 +269,9 @@ class GatewayEngine:
                     results[s.sid] = (str(label), float(conf), "cap" if capped else "model")
             except Exception as exc:
                 self.counters["errors"] += 1
-                self.metrics.errors.labels("classifier").inc()
-                self.log.error("classifier failed on a batch of %d: %r (fail-open: unknown)",
-                               len(owners), exc)
+                self.faults.report("classifier", exc,
+                                   f"classifier failed on a batch of {len(owners)} "
+                                   "(fail-open: unknown)")
                 for s in owners:
                     results[s.sid] = (UNKNOWN, 0.0, "error")
         self.metrics.latency.observe(time.perf_counter() - t0)
@@ -247,8 +293,8 @@ class GatewayEngine:
             return self.enforce(label, s.device_mac, s.device_ip)
         except Exception as exc:
             self.counters["errors"] += 1
-            self.metrics.errors.labels("policy").inc()
-            self.log.error("session %d: policy lookup for %r failed: %r", s.sid, label, exc)
+            self.faults.report("policy", exc, f"policy lookup for {label!r} failed "
+                               f"(session {s.sid}; using 'unknown')")
             try:
                 return self.enforce(UNKNOWN, s.device_mac, s.device_ip)
             except Exception:
@@ -259,7 +305,8 @@ class GatewayEngine:
         s.label, s.confidence, s.reason = label, conf, reason
         s.enforcement = self._enforcement(s, label)
         s.classified_ts = now
-        s.state = ENFORCED
+        self._unload_port(s)
+        self.table.set_state(s, ENFORCED)
         s.packets = []   # free the mirrored bytes
         msgs: list[Message] = []
         s.meter_id, mm = self.meters.acquire(s.enforcement.meter_key, s.sid)
@@ -318,6 +365,7 @@ class GatewayEngine:
             s.byte_live[dec[1]] = nbytes
 
     def _forget(self, s: Session, why: str) -> list[Message]:
+        self._unload_port(s)
         self.table.remove(s)
         self.metrics.sessions_expired.labels(why).inc()
         self.metrics.sessions_active.set(len(self.table))
@@ -340,8 +388,9 @@ class GatewayEngine:
         rules: list[Message] = []
         releases: list[Message] = []
         changed = 0
+        old_meters: list[tuple[int, int]] = []
         for s in self.table:
-            if s.state != ENFORCED:
+            if s.state != ENFORCED or s.label == "restored":
                 continue
             new = self._enforcement(s, s.label)
             if new == s.enforcement:
@@ -353,10 +402,15 @@ class GatewayEngine:
             s.meter_id, mm = self.meters.acquire(new.meter_key, s.sid)
             adds += mm
             if old_meter is not None and old_meter != s.meter_id:
-                releases += self.meters.release(s.sid, old_meter)
+                old_meters.append((s.sid, old_meter))
             rules += [r for r, alive in zip(self._rules_keep(s), s.rules_alive) if alive]
             changed += 1
             self._log_decision(s, "policy-update", changes)
+        # Release old meters only after every session has its new one: an id freed here
+        # and re-used by another session in the same update would be deleted after its
+        # re-use, and deleting a meter deletes the flows that use it.
+        for sid, mid in old_meters:
+            releases += self.meters.release(sid, mid)
         deletes = [m for m in releases] + self.meters.collect()
         self.counters["policy_updates"] += changed
         return adds + rules + deletes
@@ -364,6 +418,154 @@ class GatewayEngine:
     def _rules_keep(self, s: Session) -> list[FlowRule]:
         self.metrics.rules_installed.inc(2)
         return session_rules(s.flow, s.sid, s.enforcement, s.meter_id, self.use_queue)
+
+    def set_model(self, preprocess, classify) -> list[Message]:
+        """A new model (bundle reload): later batches use it; sessions being mirrored
+        keep their packets. Returns the chatter-rule changes of the base pipeline."""
+        old_rules = {(r.priority, tuple(sorted(r.match.items())))
+                     for r in base_pipeline(self.chatter_ports)}
+        self.preprocess, self.classify = preprocess, classify
+        self.chatter_ports = tuple(preprocess.filter.chatter_ports) \
+            if preprocess is not None and preprocess.filter.drop_chatter else ()
+        budget = preprocess.mirror_budget() if preprocess is not None else (1, 0)
+        self.budget_packets, self.budget_bytes = budget
+        new = base_pipeline(self.chatter_ports)
+        new_keys = {(r.priority, tuple(sorted(r.match.items()))) for r in new}
+        deletes = [FlowRule(SESSION_TABLE, prio, dict(m), command="delete")
+                   for prio, m in sorted(old_rules - new_keys, key=repr)]
+        adds = [r for r in new if (r.priority, tuple(sorted(r.match.items()))) not in old_rules]
+        return adds + deletes
+
+    # ---- controller restart ----------------------------------------------------
+    def adopt(self, flows: list[FlowRule], meters: list[MeterRule],
+              labels: list[str] | tuple = (), now: float | None = None) -> list[Message]:
+        """Re-learn the switch's state after a controller restart.
+
+        ``flows``: every flow entry read back (flow-stats reply, as :class:`FlowRule`);
+        ``meters``: every meter (meter-config reply). Session rules (our cookie) become
+        enforced sessions again: their class is found by matching the rule against the
+        running policy's enforcement for each of ``labels`` (+ ``unknown``); when none
+        gives the same rule the session keeps the rule's own enforcement as class
+        ``restored``. The meters they use are adopted under the same ids (class meters
+        under their class key, so new sessions of that class reuse them: no duplicate);
+        anything else in table 0 that is not ours, and meters no rule uses, are deleted.
+        Returns the messages to send (deletes first, then any classification that was
+        waiting)."""
+        now = self.clock() if now is None else now
+        self.restoring = False
+        msgs: list[Message] = []
+        cfg = {m.meter_id: m for m in meters if m.meter_id != CONTROLLER_METER}
+        groups: dict[int, dict[int, FlowRule]] = {}
+        stale: list[FlowRule] = []
+        for r in flows:
+            if r.table != SESSION_TABLE or r.cookie == BASE_COOKIE:
+                continue
+            dec = decode_cookie(r.cookie)
+            if dec is None or r.priority != SESSION_PRIORITY:
+                stale.append(r)
+                continue
+            groups.setdefault(dec[0], {})[dec[1]] = r
+        used: dict[int, set[int]] = defaultdict(set)     # meter id -> session ids
+        restored = 0
+        for sid, dirs in sorted(groups.items()):
+            f0 = flow_from_match(dirs[0].match) if 0 in dirs else None
+            f1 = flow_from_match(dirs[1].match) if 1 in dirs else None
+            flow = f0 or (f1.reverse() if f1 else None)
+            meter_ids = {r.meter for r in dirs.values()}
+            ok = (flow is not None and (f1 is None or f1 == flow.reverse())
+                  and len(meter_ids) == 1
+                  and (next(iter(meter_ids)) is None or next(iter(meter_ids)) in cfg))
+            key = self._key(flow) if ok else None
+            if not ok or self.table.get(key) is not None:
+                stale += list(dirs.values())
+                continue
+            meter_id = next(iter(meter_ids))
+            rule = dirs.get(0) or dirs.get(1)
+            label, enf = self._recognise(rule, flow, meter_id, cfg, labels, sid)
+            s, evicted = self.table.create(
+                key, sid=sid, flow=flow, client_mac="", server_mac="", client_port=-1,
+                first_ts=now, last_ts=now, state=ENFORCED)
+            for old in evicted:
+                msgs += self._forget(old, "evicted")
+            s.device_ip = str(ipaddress.ip_address(flow.src))
+            s.label, s.confidence, s.reason = label, 0.0, "restored"
+            s.enforcement, s.meter_id, s.classified_ts = enf, meter_id, now
+            s.rules_alive = [0 in dirs, 1 in dirs]
+            self.table.reserve_ids_above(sid)
+            if meter_id is not None:
+                used[meter_id].add(sid)
+                mk = enf.meter_key
+                mkey = ((mk if mk[0] == "class" else (*mk, sid)) if mk is not None
+                        else ("restored", meter_id))
+                m = self.meters.by_key.get(mkey)
+                if m is None or m.meter_id != meter_id:
+                    if m is not None:       # two switch meters for one class: keep apart
+                        mkey = ("restored", meter_id)
+                    c = cfg[meter_id]
+                    m = self.meters.by_key.setdefault(
+                        mkey, _Meter(meter_id, mkey, int(c.rate_kbps), c.burst_kb))
+                m.users.add(sid)
+            st = self.class_stats[label]
+            st["sessions"] += 1
+            st["active"] += 1
+            restored += 1
+        # meter ids in use are taken; unused switch meters are stale
+        self.meters.reserve(used)
+        for mid in sorted(cfg):
+            if mid not in used:
+                msgs.append(MeterRule(mid, command="delete"))
+                self.metrics.stale_removed.labels("meter").inc()
+        for r in stale:
+            msgs.append(FlowRule(r.table, r.priority, dict(r.match), command="delete"))
+            self.metrics.stale_removed.labels("flow").inc()
+        self.metrics.sessions_restored.inc(restored)
+        self.metrics.sessions_active.set(len(self.table))
+        self.counters["restored"] += restored
+        self.counters["stale_flows"] += len(stale)
+        self.counters["stale_meters"] += len(cfg) - len(used)
+        self.log.info("restore: %d session(s) re-learnt from the switch, %d stale rule(s) and "
+                      "%d unused meter(s) deleted", restored, len(stale), len(cfg) - len(used))
+        # deletes before the classifications that waited (they may reuse freed ids)
+        return msgs + (self.flush(now) if self.pending else [])
+
+    @staticmethod
+    def _key(flow: FiveTuple) -> tuple:
+        a, b = (flow.src, flow.sport), (flow.dst, flow.dport)
+        if a <= b:
+            return (flow.version, flow.proto, flow.src, flow.sport, flow.dst, flow.dport)
+        return (flow.version, flow.proto, flow.dst, flow.dport, flow.src, flow.sport)
+
+    def _recognise(self, rule: FlowRule, flow: FiveTuple, meter_id, cfg, labels, sid):
+        """(label, enforcement) whose rule equals ``rule`` under the running policy."""
+        d = decode_cookie(rule.cookie)[1]
+        f = flow if d == 0 else flow.reverse()
+        ip = str(ipaddress.ip_address(flow.src))
+        for label in [*labels, UNKNOWN]:
+            try:
+                e = self.enforce(label, None, ip)
+            except Exception:
+                continue
+            mk = e.meter_key
+            if (mk is None) != (meter_id is None):
+                continue
+            if mk is not None:
+                c = cfg[meter_id]
+                if int(c.rate_kbps) != int(e.rate_kbps) or (c.burst_kb or 0) != (e.burst_kb or 0):
+                    continue
+            want = session_rule(f, d, sid, e, meter_id, self.use_queue)
+            if (want.actions, want.goto, want.idle_timeout, want.hard_timeout) == \
+                    (tuple(rule.actions), rule.goto, rule.idle_timeout, rule.hard_timeout):
+                return label, e
+        # Not what the running policy would install: keep the rule's own enforcement.
+        dscp = next((a[2] for a in rule.actions if a[0] == "set_field" and a[1] == "ip_dscp"),
+                    None)
+        queue = next((a[1] for a in rule.actions if a[0] == "set_queue"), None)
+        c = cfg.get(meter_id) if meter_id is not None else None
+        e = Enforcement("drop" if rule.is_drop else "allow",
+                        int(c.rate_kbps) if c else None, c.burst_kb if c else None,
+                        "session", dscp, queue, rule.idle_timeout, rule.hard_timeout,
+                        "restored")
+        return "restored", e
 
     # ---- views ---------------------------------------------------------------
     def sessions(self) -> list[dict]:

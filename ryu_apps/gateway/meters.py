@@ -47,6 +47,14 @@ class MeterTable:
         self._next += 1
         return mid
 
+    def reserve(self, ids) -> None:
+        """Meter ids already on the switch (after a restore): never handed out again
+        while in use; the next fresh id is above them."""
+        ids = set(ids)
+        self._free = [i for i in self._free if i not in ids]
+        if ids:
+            self._next = max(self._next, max(ids) + 1)
+
     def acquire(self, meter_key: tuple | None, sid: int) -> tuple[int | None, list[MeterRule]]:
         """(meter id or None, messages to send) for session ``sid``."""
         if meter_key is None:

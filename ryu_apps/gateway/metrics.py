@@ -38,6 +38,18 @@ class Metrics:
         self.errors = Counter(
             "egw_errors", "Errors, by kind (malformed, classifier, policy, openflow, ...)",
             ["kind"], registry=r)
+        self.error_repeats = Counter(
+            "egw_error_repeats", "Repeats of an error cause already logged once, by kind",
+            ["kind"], registry=r)
+        self.sessions_restored = Counter(
+            "egw_sessions_restored", "Sessions re-learnt from the switch's rules after a "
+            "controller restart", registry=r)
+        self.stale_removed = Counter(
+            "egw_stale_removed", "Rules and meters found on the switch without a use and "
+            "deleted after a controller restart, by kind (flow, meter)", ["kind"], registry=r)
+        self.model_reloads = Counter(
+            "egw_model_reloads", "Model bundle reloads, by result (ok, rejected)", ["result"],
+            registry=r)
         self.sessions_active = Gauge(
             "egw_sessions_active", "Sessions in the session table", registry=r)
         self.sessions_expired = Counter(

@@ -52,6 +52,10 @@ BASE_COOKIE = 0x4547 << 48 | ((1 << 48) - 1)
 
 FORWARD_IDLE_TIMEOUT = 300
 
+#: OpenFlow 1.3's virtual meter for packets sent to the controller (OFPM_CONTROLLER):
+#: the switch rate-limits packet-ins with it, before they leave for the controller.
+CONTROLLER_METER = 0xFFFFFFFD
+
 
 def session_cookie(sid: int, direction: int) -> int:
     return COOKIE_TAG | (sid << 1) | (direction & 1)
@@ -106,12 +110,16 @@ class FlowRule:
 
 @dataclass
 class MeterRule:
-    """An OpenFlow 1.3 meter with one drop band (``command``: add | modify | delete | delete_all)."""
+    """An OpenFlow 1.3 meter with one drop band (``command``: add | modify | delete | delete_all).
+
+    ``pktps``: the rate (``rate_kbps``) and burst are in packets/s and packets, not
+    kbit/s and kbit (the controller meter)."""
 
     meter_id: int
     rate_kbps: int = 0
     burst_kb: int | None = None
     command: str = "add"
+    pktps: bool = False
 
 
 Message = FlowRule | MeterRule
@@ -180,6 +188,44 @@ def base_pipeline(chatter_ports: Iterable[int] = ()) -> list[FlowRule]:
     return rules
 
 
+def controller_meter(rate_pps: int, burst: int | None = None) -> list[MeterRule]:
+    """(Re)create the packet-in rate limit: OFPM_CONTROLLER, one drop band in packets/s.
+    Deleted first so that it can be sent on every (re)connect. ``rate_pps`` 0: none."""
+    msgs = [MeterRule(CONTROLLER_METER, command="delete")]
+    if rate_pps and rate_pps > 0:
+        msgs.append(MeterRule(CONTROLLER_METER, int(rate_pps), int(burst) if burst else None,
+                              "add", pktps=True))
+    return msgs
+
+
+def frame_macs(frame: bytes) -> tuple[str, str] | None:
+    """(eth_src, eth_dst) of an Ethernet frame as text, None when it is too short.
+    Plain slicing: never raises, whatever follows the 12 address bytes."""
+    if not isinstance(frame, (bytes, bytearray)) or len(frame) < 14:
+        return None
+    return (":".join(f"{b:02x}" for b in frame[6:12]),
+            ":".join(f"{b:02x}" for b in frame[0:6]))
+
+
+def flow_from_match(match: dict[str, Any]) -> "FiveTuple | None":
+    """The :class:`FiveTuple` of an exact session-rule match (as read back from a
+    switch), None when the match is not one."""
+    try:
+        eth, proto = match.get("eth_type"), match.get("ip_proto")
+        if proto not in (PROTO_TCP, PROTO_UDP) or eth not in (ETH_IPV4, ETH_IPV6):
+            return None
+        v = 4 if eth == ETH_IPV4 else 6
+        l4 = "tcp" if proto == PROTO_TCP else "udp"
+        src = ipaddress.ip_address(match[f"ipv{v}_src"])
+        dst = ipaddress.ip_address(match[f"ipv{v}_dst"])
+        if src.version != v or dst.version != v:
+            return None
+        return FiveTuple(v, proto, src.packed, int(match[f"{l4}_src"]), dst.packed,
+                         int(match[f"{l4}_dst"]))
+    except (KeyError, ValueError, TypeError):
+        return None
+
+
 def clear_all() -> list[Message]:
     """Delete every flow and meter (a fresh start: the app has no state for them)."""
     return [FlowRule(0, 0, {}, command="delete_all"), MeterRule(0, command="delete_all")]
@@ -230,6 +276,21 @@ class L2Learning:
         if out is None or out == in_port:
             return OFPP_FLOOD, []
         return out, [forward_rule(in_port, eth_dst, out)]
+
+    def relearn(self, dpid: int, flows: Iterable[FlowRule]) -> int:
+        """Learn MAC -> port back from the forwarding rules read from a switch (after a
+        controller restart); returns how many addresses were learnt."""
+        table = self.tables.setdefault(dpid, {})
+        n = 0
+        for r in flows:
+            if r.table != FORWARD_TABLE or r.priority != FORWARD_PRIORITY:
+                continue
+            dst = r.match.get("eth_dst")
+            outs = [a[1] for a in r.actions if a and a[0] == "output"]
+            if isinstance(dst, str) and len(outs) == 1 and outs[0] != OFPP_FLOOD:
+                table[dst.lower()] = outs[0]
+                n += 1
+        return n
 
     def forget(self, dpid: int) -> None:
         self.tables.pop(dpid, None)

@@ -95,13 +95,17 @@ class Session:
 
 
 class SessionTable:
-    """Sessions by canonical key and by id, bounded: the least recently created
-    session is evicted when ``max_sessions`` is reached."""
+    """Sessions by canonical key and by id, bounded: when ``max_sessions`` is reached
+    the least recently created session that is not enforced yet (mirroring or
+    pending: it has no rule on the switch) is evicted first, so a flood of new
+    sessions cannot push out the enforced sessions of other devices; only when every
+    session is enforced does the oldest enforced one go."""
 
     def __init__(self, max_sessions: int = 10000):
         self.max_sessions = max_sessions
         self.by_key: OrderedDict[tuple, Session] = OrderedDict()
         self.by_id: dict[int, Session] = {}
+        self.unenforced: OrderedDict[tuple, Session] = OrderedDict()
         self._next_id = 1
         self.evicted = 0
 
@@ -118,18 +122,44 @@ class SessionTable:
         """A new session; returns it and the sessions evicted to make room."""
         evicted = []
         while len(self.by_key) >= self.max_sessions:
-            _k, old = self.by_key.popitem(last=False)
+            if self.unenforced:
+                _k, old = self.unenforced.popitem(last=False)
+                self.by_key.pop(old.key, None)
+            else:
+                _k, old = self.by_key.popitem(last=False)
             self.by_id.pop(old.sid, None)
             evicted.append(old)
             self.evicted += 1
-        sid = self._next_id
-        self._next_id = self._next_id + 1 if self._next_id < (1 << 46) else 1
+        sid = kw.pop("sid", None)
+        if sid is None:
+            sid = self._next_id
+            while sid in self.by_id:        # after a restore, skip ids still in use
+                sid = sid + 1 if sid < (1 << 46) else 1
+            self._next_id = sid + 1 if sid < (1 << 46) else 1
         s = Session(sid=sid, key=key, **kw)
         self.by_key[key] = s
         self.by_id[sid] = s
+        if s.state != ENFORCED:
+            self.unenforced[key] = s
         return s, evicted
+
+    def set_state(self, s: Session, state: str) -> None:
+        s.state = state
+        if state == ENFORCED:
+            if self.unenforced.get(s.key) is s:
+                del self.unenforced[s.key]
+        elif self.by_key.get(s.key) is s:
+            self.unenforced[s.key] = s
+
+    def reserve_ids_above(self, sid: int) -> None:
+        """New sessions get ids above ``sid`` (their cookies must not collide with
+        restored rules)."""
+        if sid >= self._next_id:
+            self._next_id = sid + 1 if sid < (1 << 46) else 1
 
     def remove(self, s: Session) -> None:
         if self.by_key.get(s.key) is s:
             del self.by_key[s.key]
+        if self.unenforced.get(s.key) is s:
+            del self.unenforced[s.key]
         self.by_id.pop(s.sid, None)
