@@ -119,13 +119,25 @@ def matching_devices(policy: Policy, mac: str | None = None, ip: str | None = No
 
 
 def enforcement_for(policy: Policy, class_name: str, mac: str | None = None,
-                    ip: str | None = None) -> Enforcement:
+                    ip: str | None = None, confidence: float | None = None) -> Enforcement:
     """What the gateway installs for a session of ``class_name`` from/to the LAN
     device ``mac``/``ip``.  Unknown and unlisted classes get the ``default`` entry
     (``cls='default'``).  Device entries matching by MAC or IP (CIDR too) override
     fields: ``all`` for every class, ``classes.<name>`` for one class, in file order,
-    later entries winning.  A drop carries no rate, DSCP or queue."""
+    later entries winning.  A drop carries no rate, DSCP or queue.
+
+    ``confidence`` is the model's confidence in ``class_name``; when the class entry
+    sets ``min_confidence`` and the session falls below it, the session is treated as
+    an unlisted class (the ``default`` entry, device ``all`` and ``default`` overrides)."""
+    if confidence is not None and class_name in policy.classes:
+        floor = policy.classes[class_name].min_confidence
+        if floor is not None and confidence < floor:
+            class_name = LOW_CONFIDENCE
     return resolve(policy, class_name, matching_devices(policy, mac, ip))
+
+
+#: The class name a session is treated as when its label is below ``min_confidence``.
+LOW_CONFIDENCE = "unknown"
 
 
 def enforcement_table(policy: Policy, labels: list[str] | None = None

@@ -76,13 +76,18 @@ class _Entry:
     rate_pct: int | None = None     # of the uplink
     scope: str = "class"
     why: str = ""
+    min_confidence: float | None = None
 
 
 def _profile(profile: str) -> dict[str | None, _Entry]:
     sh = {
-        "voip": _Entry("EF", 30, why="voice/video calls: expedited forwarding, first on the uplink"),
+        "voip": _Entry("EF", 30, min_confidence=0.5,
+                       why="voice/video calls: expedited forwarding, first on the uplink "
+                           "(only when the model is at least 50% sure)"),
         "gaming": _Entry("CS4", 30, why="online games: low latency"),
-        "streaming": _Entry("AF41", 60, why="video/music streaming: high priority, may borrow"),
+        "streaming": _Entry("AF41", 60, min_confidence=0.5,
+                            why="video/music streaming: high priority, may borrow "
+                                "(only when the model is at least 50% sure)"),
         "chat": _Entry("AF21", 120, why="chat: interactive, small"),
         "email": _Entry("best-effort", 60, why="email: best effort"),
         "web": _Entry("best-effort", 60, why="browsing: best effort"),
@@ -99,7 +104,7 @@ def _profile(profile: str) -> dict[str | None, _Entry]:
     if profile == "strict":
         return {
             **sh,
-            "streaming": _Entry("AF41", 60, rate_pct=40, scope="class",
+            "streaming": _Entry("AF41", 60, rate_pct=40, scope="class", min_confidence=0.5,
                                 why="streaming: all streams together at most 40% of the uplink"),
             "file_transfer": _Entry("CS1", 60, rate_pct=25, scope="session",
                                     why="file transfer: each session at most a quarter of "
@@ -127,6 +132,8 @@ def _entry_yaml(e: _Entry, uplink: int, indent: str) -> list[str]:
             kbps = max(1, uplink * e.rate_pct // 100)
             lines.append(f"{indent}rate_limit: {{kbps: {kbps}, burst_kb: {max(1, kbps // 4)}, "
                          f"scope: {e.scope}}}   # {e.rate_pct}% of the uplink")
+        if e.min_confidence is not None:
+            lines.append(f"{indent}min_confidence: {e.min_confidence}   # below: the default entry")
     lines.append(f"{indent}idle_timeout: {e.idle}")
     lines.append(f"{indent}hard_timeout: 0")
     return lines

@@ -106,6 +106,11 @@ class ClassPolicy(_Model):
     queue: QueueId | None = None
     idle_timeout: Timeout = 60
     hard_timeout: Timeout = 0
+    # Grant this entry only when the model is at least this sure of the class; a
+    # session labelled with lower confidence gets the `default` entry instead. Wrongly
+    # granted priority harms every other device; wrongly withheld priority costs one
+    # session a little (docs/policies.md).
+    min_confidence: Annotated[float, Field(ge=0.0, le=1.0)] | None = None
     note: str | None = None
 
 

@@ -135,3 +135,44 @@ def test_table(policy):
     t = enforcement_table(policy, ["voip", "gaming"])
     assert set(t) == {"voip", "streaming", "p2p", "chat", "gaming", "default"}
     assert t["gaming"].cls == "default"
+
+
+MIN_CONF = """\
+version: 1
+default: {dscp: best-effort}
+classes:
+  voip: {dscp: EF, min_confidence: 0.5}
+  p2p: {action: drop}
+wan: {uplink_kbps: 1000, default_class: be, classes: [{name: be, dscp: [CS0], rate_kbps: 1000}]}
+devices:
+  - {name: monitor, mac: "02:00:00:00:00:0b", all: {dscp: AF41}}
+"""
+
+
+def test_min_confidence_demotes_unsure_sessions_to_default():
+    p = parse_policy(MIN_CONF, "m.yaml")
+    assert enforcement_for(p, "voip", confidence=0.8).dscp == 46
+    assert enforcement_for(p, "voip", confidence=0.5).dscp == 46   # at the floor: granted
+    low = enforcement_for(p, "voip", confidence=0.49)
+    assert (low.cls, low.dscp) == ("default", 0)
+    # No confidence given (e.g. a device-only lookup): the class entry applies.
+    assert enforcement_for(p, "voip").cls == "voip"
+    # Classes without a floor are unaffected; device `all` overrides still apply.
+    assert enforcement_for(p, "p2p", confidence=0.01).action == "drop"
+    assert enforcement_for(p, "voip", "02:00:00:00:00:0b", confidence=0.1).dscp == 34
+
+
+def test_min_confidence_is_validated_with_its_line():
+    with pytest.raises(Exception) as err:
+        parse_policy(MIN_CONF.replace("min_confidence: 0.5", "min_confidence: 1.5"), "m.yaml")
+    assert "m.yaml:4:" in str(err.value) and "classes.voip.min_confidence" in str(err.value)
+
+
+def test_shipped_and_generated_policies_guard_priority_with_min_confidence():
+    from policies.generate import generate_policy
+
+    for path in (DEFAULT_POLICY_PATH, STRICT_POLICY_PATH):
+        assert load_policy(path).classes["voip"].min_confidence == 0.5
+    gen = parse_policy(generate_policy(["voip", "streaming", "email"]), "gen.yaml")
+    assert gen.classes["voip"].min_confidence == 0.5
+    assert gen.classes["email"].min_confidence is None
