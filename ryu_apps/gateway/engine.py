@@ -467,6 +467,11 @@ class GatewayEngine:
             groups.setdefault(dec[0], {})[dec[1]] = r
         used: dict[int, set[int]] = defaultdict(set)     # meter id -> session ids
         restored = 0
+        # Sessions seen while the read-back was on its way have no rule yet: they get
+        # new ids after the restored ones (whose ids are in the switch's cookies).
+        waiting = list(self.table.by_id.values())
+        for w in waiting:
+            del self.table.by_id[w.sid]
         for sid, dirs in sorted(groups.items()):
             f0 = flow_from_match(dirs[0].match) if 0 in dirs else None
             f1 = flow_from_match(dirs[1].match) if 1 in dirs else None
@@ -509,6 +514,9 @@ class GatewayEngine:
             st["sessions"] += 1
             st["active"] += 1
             restored += 1
+        for w in waiting:
+            w.sid = self.table.new_id()
+            self.table.by_id[w.sid] = w
         # meter ids in use are taken; unused switch meters are stale
         self.meters.reserve(used)
         for mid in sorted(cfg):

@@ -132,16 +132,20 @@ class SessionTable:
             self.evicted += 1
         sid = kw.pop("sid", None)
         if sid is None:
-            sid = self._next_id
-            while sid in self.by_id:        # after a restore, skip ids still in use
-                sid = sid + 1 if sid < (1 << 46) else 1
-            self._next_id = sid + 1 if sid < (1 << 46) else 1
+            sid = self.new_id()
         s = Session(sid=sid, key=key, **kw)
         self.by_key[key] = s
         self.by_id[sid] = s
         if s.state != ENFORCED:
             self.unenforced[key] = s
         return s, evicted
+
+    def new_id(self) -> int:
+        sid = self._next_id
+        while sid in self.by_id:        # after a restore, skip ids still in use
+            sid = sid + 1 if sid < (1 << 46) else 1
+        self._next_id = sid + 1 if sid < (1 << 46) else 1
+        return sid
 
     def set_state(self, s: Session, state: str) -> None:
         s.state = state

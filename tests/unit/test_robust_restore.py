@@ -1,0 +1,124 @@
+"""Controller restart, the pure part: a new engine reads the switch's rules and meters
+back (``switch_connected(fresh=True, readback=True)`` + ``adopt``) instead of clearing
+them; sessions, classes and meters are re-learnt; stale rules and unused meters go;
+no meter is created twice; the packet-in meter is on the controller path."""
+from __future__ import annotations
+
+from ryu_apps.gateway.engine import GatewayEngine
+from ryu_apps.gateway.flowtable import FlowTableModel
+from ryu_apps.gateway.rules import (CONTROLLER_METER, FlowRule, L2Learning, MeterRule,
+                                    session_cookie)
+from tests.unit.test_gateway_engine import (LAN, WAN, FakeClassifier, both_ways,
+                                            policy_enforcer, run_session)
+from classifier.preprocess import Preprocess
+
+LABELS = ["voip", "streaming", "p2p", "bulk", "web"]
+
+
+def _engine(clf):
+    return GatewayEngine(Preprocess(repr="packet1480"), clf, policy_enforcer(), wan_port=WAN,
+                         mirror_max_packets=8, clock=lambda: 0.0, packet_in_rate=500,
+                         packet_in_burst=100)
+
+
+def _learn(sw):
+    l2 = L2Learning()
+    for port, mac in ((LAN, "02:00:00:00:00:02"), (WAN, "02:00:00:00:00:01")):
+        l2.packet(1, port, mac, "ff:ff:ff:ff:ff:ff")
+    sw.apply(l2.packet(1, LAN, "02:00:00:00:00:02", "02:00:00:00:00:01")[1]
+             + l2.packet(1, WAN, "02:00:00:00:00:01", "02:00:00:00:00:02")[1])
+
+
+def _meters(sw):
+    return [MeterRule(m.meter_id, m.rate_kbps, m.burst_kb, pktps=m.pktps)
+            for m in sw.meters.values()]
+
+
+def test_packet_in_meter_installed_on_every_connect():
+    eng = _engine(FakeClassifier())
+    sw = FlowTableModel(ports=[LAN, WAN])
+    sw.apply(eng.switch_connected(fresh=True))
+    m = sw.meters[CONTROLLER_METER]
+    assert m.pktps and m.rate_kbps == 500 and m.burst_kb == 100
+    sw.apply(eng.switch_connected(fresh=False))          # reconnect: delete + add, no error
+    assert sw.meters[CONTROLLER_METER].rate_kbps == 500
+    eng.packet_in_rate = 0
+    sw.apply(eng.switch_connected(fresh=False))
+    assert CONTROLLER_METER not in sw.meters
+
+
+def test_restart_relearns_sessions_and_meters_and_removes_stale():
+    clf = FakeClassifier()
+    old = _engine(clf)
+    sw = FlowTableModel(ports=[LAN, WAN, 3])
+    sw.apply(old.switch_connected(fresh=True))
+    _learn(sw)
+    for label, proto, sport, dport in (("voip", 6, 40000, 443), ("streaming", 17, 5000, 6000),
+                                       ("streaming", 17, 5001, 6000), ("p2p", 6, 41000, 6881),
+                                       ("bulk", 6, 7000, 80)):
+        clf.label = label
+        run_session(old, sw, proto=proto, sport=sport, dport=dport)
+    before = {s["client_port"]: (s["class"], s["meter_id"], s["id"]) for s in old.sessions()}
+    meters_before = dict(sw.meters)
+    # a rule and a meter nobody knows (left by some earlier run / another tool)
+    sw.apply([MeterRule(77, 1234, None),
+              FlowRule(0, 100, {"eth_type": 0x0800, "ip_proto": 17, "udp_dst": 9},
+                       goto=1, meter=77, cookie=0x1234)])
+    sw.apply([MeterRule(99, 100, None)])
+
+    # --- the app restarts: a new engine, the same switch ---------------------------
+    new = _engine(FakeClassifier("streaming"))
+    msgs = new.switch_connected(fresh=True, readback=True)
+    assert not any(getattr(m, "command", "") == "delete_all" for m in msgs)
+    sw.apply(msgs)
+    fwd, rev = both_ways(sw)                       # voip session still enforced meanwhile
+    assert fwd.dscp == 46 and not fwd.mirrored and rev.outputs == [LAN]
+    # classification waits for the read-back (no meter id may be handed out yet)
+    run_session(new, sw, proto=17, sport=5002, dport=6000)
+    assert new.restoring and len(new.sessions()) == 1 and new.sessions()[0]["state"] == "pending"
+
+    learnt_l2 = L2Learning()
+    assert learnt_l2.relearn(1, sw.flows()) == 2
+    out = new.adopt(sw.flows(), _meters(sw), LABELS)
+    sw.apply(out)
+    after = {s["client_port"]: (s["class"], s["meter_id"], s["id"]) for s in new.sessions()}
+    for port, v in before.items():
+        assert after[port] == v, (port, after)
+    assert all(s["reason"] == "restored" for s in new.sessions() if s["client_port"] in before)
+    # the waiting streaming session reused the class meter: no new meter
+    s_new = [s for s in new.sessions() if s["client_port"] == 5002][0]
+    assert s_new["class"] == "streaming" and s_new["meter_id"] == before[5000][1]
+    assert s_new["id"] > max(v[2] for v in before.values())
+    # stale rule and unused meters gone; every other meter exactly as before
+    assert 77 not in sw.meters and 99 not in sw.meters
+    assert not [r for r in sw.flows(0) if r.cookie == 0x1234]
+    assert {k: (m.rate_kbps, m.burst_kb) for k, m in sw.meters.items()} == \
+        {k: (m.rate_kbps, m.burst_kb) for k, m in meters_before.items()}
+    assert new.counters["restored"] == 5 and new.counters["stale_flows"] == 1
+    assert new.counters["stale_meters"] == 2
+    # restored sessions end normally: flow-removed frees them and their session meter
+    bulk = [s for s in new.sessions() if s["client_port"] == 7000][0]
+    sw.remove_cookie(session_cookie(bulk["id"], 0))
+    sw.remove_cookie(session_cookie(bulk["id"], 1))
+    new.flow_removed(session_cookie(bulk["id"], 0))
+    rel = new.flow_removed(session_cookie(bulk["id"], 1))
+    assert [(m.command, m.meter_id) for m in rel] == [("delete", bulk["meter_id"])]
+
+
+def test_rule_unknown_to_the_policy_is_kept_as_restored():
+    clf = FakeClassifier("voip")
+    old = _engine(clf)
+    sw = FlowTableModel(ports=[LAN, WAN])
+    sw.apply(old.switch_connected(fresh=True))
+    _learn(sw)
+    run_session(old, sw)
+    # the new process runs another policy: voip is no longer EF
+    from tests.unit.test_gateway_engine import POLICY
+    new = GatewayEngine(Preprocess(repr="packet1480"), clf,
+                        policy_enforcer(POLICY.replace("voip: {dscp: EF", "voip: {dscp: CS4")),
+                        wan_port=WAN, clock=lambda: 0.0)
+    sw.apply(new.switch_connected(fresh=True, readback=True))
+    sw.apply(new.adopt(sw.flows(), _meters(sw), LABELS))
+    (s,) = new.sessions()
+    assert s["class"] == "restored" and s["dscp"] == 46 and s["action"] == "allow"
+    assert both_ways(sw)[0].dscp == 46
