@@ -54,7 +54,7 @@ FORWARD_IDLE_TIMEOUT = 300
 
 #: OpenFlow 1.3's virtual meter for packets sent to the controller (OFPM_CONTROLLER):
 #: the switch rate-limits packet-ins with it, before they leave for the controller.
-CONTROLLER_METER = 0xFFFFFFFD
+CONTROLLER_METER = 0xFFFFFFFE
 
 
 def session_cookie(sid: int, direction: int) -> int:
