@@ -56,6 +56,19 @@ def by_session(probs: np.ndarray, y: np.ndarray, session: np.ndarray):
     return (sums / counts[:, None]).astype(np.float32), np.asarray(y)[first], uniq
 
 
+def first_of_session(probs: np.ndarray, y: np.ndarray, session: np.ndarray):
+    """The first row of every session (rows are in arrival order): what the gateway classifies
+    for per-packet representations (it decides on a session's first usable packet)."""
+    uniq, first = np.unique(np.asarray(session), return_index=True)
+    return probs[first], np.asarray(y)[first], uniq
+
+
+def per_session(probs, y, session, per_packet: bool):
+    """Session-level (probs, y, ids) as the gateway decides: first row for per-packet
+    representations, the single row otherwise."""
+    return first_of_session(probs, y, session) if per_packet else by_session(probs, y, session)
+
+
 def calibrate_threshold(probs: np.ndarray, rate: float = 0.02) -> float:
     """Confidence threshold under which a fraction ``rate`` of in-distribution
     (validation) samples fall: the ``rate`` quantile of their top probability."""

@@ -82,14 +82,16 @@ def latency_ms(bundle, sample: np.ndarray, runs: int = 300) -> float:
 
 
 def score_bundle(out_dir, X, y, session, labels, prefer_int8: bool):
-    """LiteRT probabilities for X, aggregated per session: (probs, y, session ids, bundle)."""
+    """LiteRT probabilities per session as the gateway decides (first row of a session for
+    per-packet representations): (probs, y, session ids, bundle, mean-vote (probs, y))."""
     from classifier.bundle import load_bundle
-    from classifier.metrics import by_session
+    from classifier.metrics import by_session, per_session
 
     b = load_bundle(out_dir, prefer_int8=prefer_int8)
     p = b.predict(X) if len(X) else np.zeros((0, len(labels)), np.float32)
-    ps, ys, ss = by_session(p, y, session)
-    return ps, ys, ss, b
+    ps, ys, ss = per_session(p, y, session, b.preprocess.per_packet)
+    pv, yv, _ = by_session(p, y, session)
+    return ps, ys, ss, b, (pv, yv)
 
 
 def train(model: str, data: str, out: str, labeled_per_class: int | None = None,
@@ -277,11 +279,16 @@ def train(model: str, data: str, out: str, labeled_per_class: int | None = None,
 
     metrics: dict = {}
     for kind, pi in (("float", False), ("int8", True)):
-        pv, yvs, _, b = score_bundle(out_dir, Xv, yv, ds.session[va], labels, pi)
-        pt, yts, _, _ = score_bundle(out_dir, ds.X[te], ds.y[te], ds.session[te], labels, pi)
+        pv, yvs, _, b, _ = score_bundle(out_dir, Xv, yv, ds.session[va], labels, pi)
+        pt, yts, _, _, (pvote, yvote) = score_bundle(out_dir, ds.X[te], ds.y[te], ds.session[te],
+                                                     labels, pi)
         metrics[kind] = {"test": report(yts, pt.argmax(1), labels) if len(yts) else None,
                          "val": report(yvs, pv.argmax(1), labels) if len(yvs) else None,
                          "_pv": pv, "_pt": pt, "_b": b}
+        if ds.preprocess.per_packet and len(yvote):
+            p_rows = b.predict(ds.X[te])
+            metrics[kind]["test_session_vote"] = report(yvote, pvote.argmax(1), labels)
+            metrics[kind]["test_per_packet"] = report(ds.y[te], p_rows.argmax(1), labels)
     # threshold: calibrated on validation sessions with the model the gateway runs (int8)
     thr = calibrate_threshold(metrics["int8"]["_pv"], unknown_rate)
     pf, pq = metrics["float"]["_pt"], metrics["int8"]["_pt"]
@@ -292,7 +299,9 @@ def train(model: str, data: str, out: str, labeled_per_class: int | None = None,
     card["open_set"] = {"unknown_rate_target": unknown_rate, "calibrated_on": "val sessions (int8)",
                         "test_int8": open_set(pq, thr), "val_int8": open_set(metrics["int8"]["_pv"], thr)}
     card["metrics"] = {
-        "scored_per": "session (mean of row probabilities)" if ds.preprocess.per_packet else "session",
+        "scored_per": ("session, on its first usable packet as the gateway does (also: "
+                       "test_session_vote = mean over the session's packets, test_per_packet)")
+        if ds.preprocess.per_packet else "session",
         "test_sessions": int(len(pq)),
         "float": {k: v for k, v in metrics["float"].items() if not k.startswith("_")},
         "int8": {k: v for k, v in metrics["int8"].items() if not k.startswith("_")},

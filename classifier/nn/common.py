@@ -156,7 +156,7 @@ class TqdmProgress(keras.callbacks.Callback):
         if self.bar is not None:
             self.bar.close()
             self.bar = None
-        if self.enabled:
+        if True:  # one line per epoch, with or without the bar
             parts = " ".join(f"{k}={float(v):.4f}" for k, v in (logs or {}).items()
                              if isinstance(v, (int, float, np.floating)))
             print(f"epoch {epoch + 1}/{self.epochs} {parts}", flush=True)
