@@ -48,7 +48,11 @@ _Loader.add_implicit_resolver(
 
 
 def _compose(text: str, file: str) -> tuple[yaml.Node | None, Any]:
-    loader = _Loader(text)
+    try:
+        loader = _Loader(text)   # the reader rejects control characters (NUL ...) here
+    except yaml.YAMLError as e:
+        raise PolicyError(issues=[PolicyIssue(file, None, None, "", f"invalid YAML: {e}")],
+                          file=file) from None
     try:
         node = loader.get_single_node()
         data = loader.construct_document(node) if node is not None else None
