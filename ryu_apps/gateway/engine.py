@@ -15,8 +15,9 @@ Knows nothing of Ryu, eventlet or sockets. The adapter calls:
 Each returns the messages to send, in order. Injected: ``preprocess`` (a
 ``classifier.preprocess.Preprocess``), ``classify(batch) -> [(label, confidence)]``
 (``Bundle.classify``, or None: every session is ``unknown``) and
-``enforce(class_name, mac, ip) -> Enforcement`` (``policies.enforcement_for`` bound
-to the current policy).
+``enforce(class_name, mac, ip, confidence=None) -> Enforcement``
+(``policies.enforcement_for`` bound to the current policy; the confidence lets a
+class entry's ``min_confidence`` demote unsure labels to the default entry).
 """
 from __future__ import annotations
 
@@ -290,7 +291,7 @@ class GatewayEngine:
 
     def _enforcement(self, s: Session, label: str):
         try:
-            return self.enforce(label, s.device_mac, s.device_ip)
+            return self.enforce(label, s.device_mac, s.device_ip, confidence=s.confidence)
         except Exception as exc:
             self.counters["errors"] += 1
             self.faults.report("policy", exc, f"policy lookup for {label!r} failed "

@@ -319,3 +319,42 @@ def test_decision_log_line(gw, caplog):
     line = [r.getMessage() for r in caplog.records if r.getMessage().startswith("decision ")]
     assert line and '"class": "voip"' in line[0] and '"action": "allow"' in line[0]
     assert '"confidence": 0.9' in line[0] and '"session": ' in line[0]
+
+
+def test_policy_reload_moves_session_meters_without_reusing_a_freed_id(gw):
+    """Regression (found in the smart-home emulation): with several session-scope meters,
+    an id freed by one session was re-used by the next in the same update, then deleted
+    after its re-use, which (OpenFlow) deleted the flows using it: the session went
+    unmetered."""
+    eng, sw, clf = gw
+    clf.label = "bulk"
+    ports = [(17, 5000 + i, 6000) for i in range(3)]
+    for proto, sport, dport in ports:
+        run_session(eng, sw, proto=proto, sport=sport, dport=dport)
+    before = {p: both_ways(sw, *p)[0].meters[0] for p in ports}
+    assert len(set(before.values())) == 3
+    msgs = eng.set_enforcer(policy_enforcer(POLICY.replace("kbps: 1000, scope: session",
+                                                           "kbps: 500, scope: session")))
+    sw.apply(msgs)   # the in-memory table raises on adding a meter id that still exists
+    for p in ports:
+        fwd, rev = both_ways(sw, *p)
+        assert fwd.meters and fwd.meters == rev.meters, p
+        assert sw.meters[fwd.meters[0]].rate_kbps == 500
+        assert fwd.outputs == [WAN]
+    assert len(sw.meters) == 3
+
+
+def test_min_confidence_demotes_an_unsure_label_to_the_default_entry(gw):
+    eng, sw, clf = gw
+    eng.set_enforcer(policy_enforcer(POLICY.replace("voip: {dscp: EF, idle_timeout: 30}",
+                                                    "voip: {dscp: EF, min_confidence: 0.6}")))
+    clf.conf = 0.45
+    run_session(eng, sw, sport=41000)
+    s = next(v for v in eng.sessions() if v["client_port"] == 41000)
+    assert (s["class"], s["policy_entry"], s["dscp"]) == ("voip", "default", 0)
+    clf.conf = 0.9
+    run_session(eng, sw, sport=41001)
+    s = next(v for v in eng.sessions() if v["client_port"] == 41001)
+    assert (s["class"], s["policy_entry"], s["dscp"]) == ("voip", "voip", 46)
+    fwd, _ = both_ways(sw, sport=41001)
+    assert fwd.dscp == 46

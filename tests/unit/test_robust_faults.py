@@ -106,7 +106,7 @@ def test_distinct_causes_are_each_logged_once(caplog):
 def test_policy_lookup_failure_and_preprocess_failure_fall_back(caplog):
     calls = []
 
-    def enforce(label, mac, ip):
+    def enforce(label, mac, ip, confidence=None):
         calls.append(label)
         if label != "unknown":
             raise KeyError(label)
