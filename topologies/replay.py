@@ -51,8 +51,8 @@ class ReplaySession:
     source: str = ""
     sent: list[int] = field(default_factory=lambda: [0, 0])
     received: list[int] = field(default_factory=lambda: [0, 0])
-    sent_at: dict[int, float] = field(default_factory=dict)   # frame index -> send time (epoch s)
-    arrived_at: dict[int, float] = field(default_factory=dict)  # frame index -> arrival (epoch s)
+    sent_at: dict[int, float] = field(default_factory=dict)   # frame index -> send time (CLOCK_MONOTONIC, as the gateway)
+    arrived_at: dict[int, float] = field(default_factory=dict)  # frame index -> arrival (CLOCK_MONOTONIC)
 
 
 def load_sessions(root: str | Path, classes: Iterable[str], taxonomy: dict | None = None,
@@ -192,7 +192,7 @@ class Replayer:
                     try:
                         self.tx[sender].send(frame)
                         s.sent[direction] += 1
-                        s.sent_at[i] = time.time()
+                        s.sent_at[i] = time.monotonic()
                     except OSError as exc:
                         log.debug("send failed: %s", exc)
                     i += 1
@@ -229,4 +229,4 @@ class Replayer:
                 want = self.server_host if direction == 0 else s.device
                 if self._rx_host[sock.fileno()] == want and idx not in s.arrived_at:
                     s.received[direction] += 1
-                    s.arrived_at[idx] = time.time()
+                    s.arrived_at[idx] = time.monotonic()

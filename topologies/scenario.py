@@ -26,6 +26,7 @@ from __future__ import annotations
 import copy
 import json
 import logging
+import subprocess
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -175,11 +176,7 @@ def _do_replay(net, cfg: ScenarioConfig, plan) -> list:
 
 def classification_table(sessions, gw_sessions: list[dict]) -> dict:
     """Match replayed sessions to the gateway's decisions by (device IP, client port)."""
-    by_port = {}
-    for g in gw_sessions:
-        for a, pa in ((g.get("src"), g.get("sport")), (g.get("dst"), g.get("dport"))):
-            if a and pa:
-                by_port[(a, int(pa))] = g
+    by_port = {(g["client"], int(g["client_port"])): g for g in gw_sessions}
     rows = []
     for s in sessions:
         dev = sh.device(s.device)
@@ -189,9 +186,9 @@ def classification_table(sessions, gw_sessions: list[dict]) -> dict:
             "predicted": (g or {}).get("class", "not seen"),
             "confidence": (g or {}).get("confidence"),
             "action": (g or {}).get("action"),
-            "decided_at": (g or {}).get("decided_at"),
+            "classified_at": (g or {}).get("classified_at"),
             "sent": list(s.sent), "received": list(s.received),
-            "arrived_after_decision": _after(s, (g or {}).get("decided_at")),
+            "arrived_after_decision": _after(s, (g or {}).get("classified_at")),
         })
     labels = sorted({r["true"] for r in rows} | {r["predicted"] for r in rows})
     matrix = {t: {p: 0 for p in labels} for t in sorted({r["true"] for r in rows})}
@@ -202,12 +199,13 @@ def classification_table(sessions, gw_sessions: list[dict]) -> dict:
             "total": len(rows)}
 
 
-def _after(s, decided_at) -> int | None:
+def _after(s, classified_at) -> int | None:
     """Packets of the session that arrived later than 50 ms after the decision (rules
-    need a moment to reach the datapath: duplicate packet-ins are expected)."""
-    if decided_at is None:
+    need a moment to reach the datapath: duplicate packet-ins are expected). Both
+    clocks are the machine's CLOCK_MONOTONIC (the gateway runs on the same host)."""
+    if classified_at is None:
         return None
-    return sum(1 for t in s.arrived_at.values() if t > float(decided_at) + 0.05)
+    return sum(1 for t in s.arrived_at.values() if t > float(classified_at) + 0.05)
 
 
 # ---- QoS phase --------------------------------------------------------------------
@@ -218,8 +216,8 @@ def _qos_phase(net, cfg: ScenarioConfig, name: str, gw: GatewayClient,
     bpm, camera, laptop = net.get("bpm", "camera", "laptop")
     cloud = sh.INET_IPS["cloud"]
     d = cfg.duration
-    servers = [iperf3_server(inet, BULK_PORT), iperf3_server(inet, CAMERA_PORT),
-               probe_server(inet, PROBE_PORT, d + 30)]
+    cam_srv, bulk_srv = iperf3_server(inet, CAMERA_PORT), iperf3_server(inet, BULK_PORT)
+    servers = [cam_srv, bulk_srv, probe_server(inet, PROBE_PORT, d + 30)]
     try:
         time.sleep(0.5)
         cam = iperf3_client(camera, cloud, CAMERA_PORT, d, udp_kbps=cfg.camera_send_kbps)
@@ -231,11 +229,21 @@ def _qos_phase(net, cfg: ScenarioConfig, name: str, gw: GatewayClient,
             time.sleep(max(0.0, d / 2 - 1.0))
             res.policy_change_at = round(time.monotonic() - t0 + 1.0, 2)
             res.reload = change_policy()
-        rc, out = cam.wait(timeout=d + 30)
-        res.flows.append(parse_iperf3("camera video (UDP)", "camera", "udp", rc, out))
-        rc, out = bulk.wait(timeout=d + 30)
-        res.flows.append(parse_iperf3(f"laptop bulk upload ({cfg.bulk_streams} TCP)", "laptop",
-                                      "tcp", rc, out))
+        # Throughput as received: the servers' reports (the clients' are what was sent).
+        for client, server, name, dev, kind in (
+                (cam, cam_srv, "camera video (UDP)", "camera", "udp"),
+                (bulk, bulk_srv, f"laptop bulk upload ({cfg.bulk_streams} TCP)", "laptop",
+                 "tcp")):
+            crc, cout = client.wait(timeout=d + 30)
+            try:
+                src, sout = server.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                server.stop()
+                src, sout = -1, ""
+            flow = parse_iperf3(name, dev, kind, src, sout)
+            if flow.error and crc != 0:
+                flow.error = f"client: {cout.strip()[-200:]}; server: {flow.error}"
+            res.flows.append(flow)
         rc, out = probe.wait(timeout=d + 30)
         try:
             doc = json.loads(out[out.index("{"):])

@@ -23,8 +23,9 @@ class FlowResult:
     extra: dict = field(default_factory=dict)
 
 
-def iperf3_server(host, port: int) -> HostProcess:
-    return HostProcess(host, ["iperf3", "-s", "-p", str(port), "-1"])
+def iperf3_server(host, port: int, interval: float = 0.5) -> HostProcess:
+    """One-test iperf3 server printing JSON: its intervals are what was *received*."""
+    return HostProcess(host, ["iperf3", "-s", "-p", str(port), "-1", "-J", "-i", str(interval)])
 
 
 def iperf3_client(host, dst: str, port: int, duration: float, *, udp_kbps: int = 0,
