@@ -162,7 +162,9 @@ class Replayer:
         self.rx = {name: packet_socket(pid, ifn, receive=True)
                    for name, (pid, ifn) in hosts.items()}
         self._rx_host = {sock.fileno(): name for name, sock in self.rx.items()}
-        self._expect: dict[bytes, tuple[ReplaySession, int]] = {}
+        # match key -> [(session, frame index)]: a capture may hold the same frame twice
+        # (retransmissions), each arrival is credited to the next frame not yet seen.
+        self._expect: dict[bytes, list[tuple[ReplaySession, int]]] = {}
 
     def close(self) -> None:
         for s in (*self.tx.values(), *self.rx.values()):
@@ -176,7 +178,7 @@ class Replayer:
         for s in sessions:
             for idx, (_, _, key) in enumerate(s.frames):
                 if key:
-                    self._expect[key] = (s, idx)
+                    self._expect.setdefault(key, []).append((s, idx))
         queue = list(sessions)
         active: list[tuple[ReplaySession, int, float]] = []  # (session, next index, due)
         done = 0
@@ -220,13 +222,12 @@ class Replayer:
                 # Outgoing copies (PACKET_OUTGOING = 4) are our own sends: skip them.
                 if len(addr) > 2 and addr[2] == 4:
                     continue
-                hit = self._expect.get(match_key(data))
-                if hit is None:
-                    continue
-                s, idx = hit
-                direction = s.frames[idx][0]
-                # Count it only at its destination (a flood also reaches other hosts).
-                want = self.server_host if direction == 0 else s.device
-                if self._rx_host[sock.fileno()] == want and idx not in s.arrived_at:
-                    s.received[direction] += 1
-                    s.arrived_at[idx] = time.monotonic()
+                host = self._rx_host[sock.fileno()]
+                for s, idx in self._expect.get(match_key(data), ()):
+                    direction = s.frames[idx][0]
+                    # Count it only at its destination (a flood also reaches other hosts).
+                    want = self.server_host if direction == 0 else s.device
+                    if host == want and idx not in s.arrived_at:
+                        s.received[direction] += 1
+                        s.arrived_at[idx] = time.monotonic()
+                        break
