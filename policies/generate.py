@@ -81,9 +81,10 @@ class _Entry:
 
 def _profile(profile: str) -> dict[str | None, _Entry]:
     sh = {
-        "voip": _Entry("EF", 30, min_confidence=0.5,
+        "voip": _Entry("EF", 30, min_confidence=0.5, rate_pct=15, scope="session",
                        why="voice/video calls: expedited forwarding, first on the uplink "
-                           "(only when the model is at least 50% sure)"),
+                           "(only when the model is at least 50% sure; each call policed "
+                           "so a mislabelled bulk flow cannot fill the priority queue)"),
         "gaming": _Entry("CS4", 30, why="online games: low latency"),
         "streaming": _Entry("AF41", 60, min_confidence=0.5,
                             why="video/music streaming: high priority, may borrow "

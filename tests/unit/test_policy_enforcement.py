@@ -119,14 +119,16 @@ def test_smart_home_defaults_make_sense():
     assert p.wan.class_for_dscp(8).prio == max(c.prio for c in p.wan.classes)
     assert unk.cls == "default" and unk.dscp == 0
     assert all(e.action == "allow" for e in (voip, stream, chat, email, ft, p2p, unk))
-    assert all(e.rate_kbps is None for e in (voip, stream, chat, email, unk))
+    assert all(e.rate_kbps is None for e in (stream, chat, email, unk))
+    # EF is policed per session, so a mislabelled bulk flow cannot fill the priority queue.
+    assert (voip.rate_kbps, voip.meter_scope) == (3000, "session")
 
 
 def test_strict_drops_p2p_and_limits_streaming():
     p = load_policy(STRICT_POLICY_PATH)
     assert enforcement_for(p, "p2p").action == "drop"
     assert enforcement_for(p, "streaming").rate_kbps
-    assert enforcement_for(p, "voip").rate_kbps is None
+    assert enforcement_for(p, "voip").meter_scope == "session"
     bp = enforcement_for(p, "p2p", mac="02:00:00:00:00:01")
     assert bp.action == "allow" and bp.dscp == 46 and bp.rate_kbps is None
 

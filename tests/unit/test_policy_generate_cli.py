@@ -122,7 +122,7 @@ def test_cli_bad_labels_json(tmp_path):
 def test_cli_show_and_tc(capsys):
     assert _run(["policy", "show", "--mac", "aa:bb:cc:dd:ee:01"]) == 0
     out = capsys.readouterr().out
-    assert "voip: allow dscp=46" in out and "[wan: realtime]" in out
+    assert "voip: allow rate=3000kbit/s" in out and "dscp=46" in out and "[wan: realtime]" in out
     assert _run(["policy", "tc", "--dev", "eth9"]) == 0
     out = capsys.readouterr().out.splitlines()
     assert out[0].startswith("tc qdisc del dev eth9 root")
