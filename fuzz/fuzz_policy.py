@@ -1,0 +1,62 @@
+"""Fuzz the policy loader: any text either loads into a usable policy or raises a
+``PolicyError`` naming the file -- never another exception.
+
+    .venv/bin/python fuzz/fuzz_policy.py --iterations 5000             # hypothesis, random
+    .venv/bin/python fuzz/fuzz_policy.py --atheris -runs=200000         # coverage-guided
+
+Without ``--atheris``: mutations of the shipped policies (fuzz/policy_gen.py), random
+seed (``--seed`` to repeat). ``--atheris`` (``pip install atheris``) feeds libFuzzer's
+bytes, decoded as UTF-8 with replacement, seeded from the shipped policies.
+"""
+from __future__ import annotations
+
+import argparse
+import random
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--iterations", type=int, default=2000)
+    p.add_argument("--seed", type=int)
+    p.add_argument("--atheris", action="store_true")
+    a, rest = p.parse_known_args(argv)
+    from tests.unit.test_fuzz_policy import check
+
+    if a.atheris:
+        import atheris
+
+        atheris.instrument_all()
+        atheris.Setup([sys.argv[0], *rest],
+                      lambda data: check(bytes(data).decode("utf-8", "replace")))
+        atheris.Fuzz()
+        return 0
+    from hypothesis import HealthCheck, given, seed, settings
+
+    from fuzz.policy_gen import policy_texts
+
+    s = a.seed if a.seed is not None else random.randrange(2**32)
+    print(f"seed {s}, {a.iterations} policies")
+    last = {}
+
+    @settings(max_examples=a.iterations, deadline=None, database=None,
+              suppress_health_check=list(HealthCheck))
+    @given(text=policy_texts())
+    def prop(text):
+        last["text"] = text
+        check(text)
+
+    try:
+        seed(s)(prop)()
+    except Exception:
+        print("FINDING, policy text:\n" + last.get("text", ""))
+        raise
+    print("ok: no finding")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
