@@ -101,6 +101,17 @@ def write_report(report_dir: Path, results: dict, pol, base) -> Path:
               f"{enf['camera_meter_kbps_after']} kbit/s): measured "
               f"{enf['camera_mbps_after_change']} Mbit/s ({enf['meter_error_after']:+.1%}). "
               f"Reload answer: `{enf.get('reload')}`."]
+    flows = results.get("live_flows") or []
+    if flows:
+        L += ["", "## Live flows as the gateway saw them", "",
+              "The live traffic (iperf3, the UDP probe) is nothing the model was trained on; "
+              "this is how it was labelled and what the policy made of it.", "",
+              "| flow | proto | client | class | confidence | policy entry | DSCP | meter kbit/s |",
+              "|---|---|---|---|---:|---|---:|---:|"]
+        for f in sorted(flows, key=lambda f: (f["flow"], f["client"])):
+            L.append(f"| {f['flow']} | {f['proto']} | {f['client']} | {f['class']} | "
+                     f"{f['confidence']} | {f['policy_entry']} | {f['dscp']} | "
+                     f"{f['rate_kbps'] or ''} |")
     L += ["", "## Priority under a saturated uplink", "",
           "| run | probe p50 ms | p95 ms | p99 ms | received/sent | bulk Mbit/s | bulk share |",
           "|---|---:|---:|---:|---:|---:|---:|"]

@@ -220,14 +220,15 @@ def _qos_phase(net, cfg: ScenarioConfig, name: str, gw: GatewayClient,
     servers = [cam_srv, bulk_srv, probe_server(inet, PROBE_PORT, d + 30)]
     try:
         time.sleep(0.5)
+        t_cam = time.monotonic()
         cam = iperf3_client(camera, cloud, CAMERA_PORT, d, udp_kbps=cfg.camera_send_kbps)
         probe = probe_client(bpm, cloud, PROBE_PORT, d, rate=cfg.probe_rate, sport=PROBE_SPORT)
         time.sleep(1.0)  # the probe and camera sessions get classified before the bulk starts
+        bulk_offset = time.monotonic() - t_cam
         bulk = iperf3_client(laptop, cloud, BULK_PORT, d - 2, streams=cfg.bulk_streams)
-        t0 = time.monotonic()
         if change_policy is not None:
-            time.sleep(max(0.0, d / 2 - 1.0))
-            res.policy_change_at = round(time.monotonic() - t0 + 1.0, 2)
+            time.sleep(max(0.0, d / 2 - bulk_offset))
+            res.policy_change_at = round(time.monotonic() - t_cam, 2)
             res.reload = change_policy()
         # Throughput as received: the servers' reports (the clients' are what was sent).
         for client, server, name, dev, kind in (
@@ -241,6 +242,8 @@ def _qos_phase(net, cfg: ScenarioConfig, name: str, gw: GatewayClient,
                 server.stop()
                 src, sout = -1, ""
             flow = parse_iperf3(name, dev, kind, src, sout)
+            if client is bulk:   # one time axis: seconds since the camera started
+                flow.intervals = [(round(t + bulk_offset, 3), v) for t, v in flow.intervals]
             if flow.error and crc != 0:
                 flow.error = f"client: {cout.strip()[-200:]}; server: {flow.error}"
             res.flows.append(flow)
@@ -347,6 +350,14 @@ def summarize(cfg, bundle, pol: RunResult, base: RunResult | None, replayed, sou
             "dropped_sessions": len(dropped),
             "packets_after_drop_decision": sum(r["arrived_after_decision"] or 0 for r in dropped),
         }
+    roles = {BULK_PORT: "laptop bulk upload", CAMERA_PORT: "camera video",
+             PROBE_PORT: "blood-pressure monitor probe"}
+    out["live_flows"] = [
+        {"flow": roles[g["server_port"]], "proto": g["proto"],
+         "client": f"{g['client']}:{g['client_port']}", "class": g["class"],
+         "confidence": g["confidence"], "policy_entry": g["policy_entry"], "dscp": g["dscp"],
+         "rate_kbps": g["rate_kbps"], "devices": (g.get("enforcement") or "")}
+        for g in pol.gateway_sessions if g.get("server_port") in roles]
     cam = pol.flows[0] if pol.flows else None
     out.setdefault("enforcement", {})
     if cam and cam.intervals:

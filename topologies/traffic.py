@@ -52,9 +52,11 @@ def parse_iperf3(name: str, device: str, kind: str, rc: int, out: str) -> FlowRe
     if "error" in doc and not doc.get("intervals"):
         res.error = doc["error"]
         return res
-    for iv in doc.get("intervals", []):
-        s = iv["sum"]
-        res.intervals.append((round(s["end"], 3), s["bits_per_second"] / 1e6))
+    ivs = [iv["sum"] for iv in doc.get("intervals", [])]
+    full = max((s["seconds"] for s in ivs), default=0.0)
+    for s in ivs:
+        if s["seconds"] >= 0.5 * full:   # a short last interval is noise, not a rate
+            res.intervals.append((round(s["end"], 3), s["bits_per_second"] / 1e6))
     end = doc.get("end", {})
     summ = end.get("sum_received") or end.get("sum") or {}
     res.mbps = summ.get("bits_per_second", 0.0) / 1e6
