@@ -32,26 +32,12 @@ from policies.loader import parse_policy
 from ryu_apps.gateway.engine import GatewayEngine
 from ryu_apps.gateway.flowtable import FlowTableModel
 from ryu_apps.gateway.rules import FORWARD_TABLE, SESSION_PRIORITY, L2Learning, frame_macs
+from tests.unit.test_gateway_engine import POLICY  # the same test policy as the engine tests
 
 SCALE = max(1, int(os.environ.get("EGW_FUZZ_SCALE", "1")))
 LAN, WAN, OTHER = 1, 2, 3
 OUTCOMES = ("mirrored", "duplicate", "ignored", "malformed", "shed")
 
-POLICY = """
-version: 1
-default: {action: allow, dscp: 0}
-classes:
-  voip: {dscp: EF, idle_timeout: 30}
-  streaming: {dscp: AF41, rate_limit: {kbps: 5000, burst_kb: 500, scope: class}}
-  p2p: {action: drop}
-  bulk: {dscp: CS1, rate_limit: {kbps: 1000, scope: session}}
-wan:
-  uplink_kbps: 20000
-  default_class: besteffort
-  classes:
-    - {name: realtime, dscp: [EF], rate_kbps: 4000, prio: 0}
-    - {name: besteffort, dscp: [CS0, AF41, CS1], rate_kbps: 16000, prio: 3}
-"""
 
 PREPROCESSES = [
     Preprocess(repr="packet1480"),
