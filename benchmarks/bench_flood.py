@@ -151,7 +151,11 @@ def run_flood(ovs, sw: str, *, rate: float = 5000, seconds: float = 5.0,
             "--egw-max-mirroring-per-port", str(per_port), "--egw-stats-interval", "0",
             *(["--egw-model", model] if model else []), *(extra_args or [])]
     ryu = RyuProcess(extra_args=args, log_path=workdir / f"ryu-{sw}.log").start()
-    net = build_net(topo(sw), ryu.of_port)
+    try:
+        net = build_net(topo(sw), ryu.of_port)
+    except BaseException:
+        ryu.stop()   # nothing else was started yet
+        raise
     res: dict = {"offered_rate": rate, "seconds": seconds, "packet_in_rate": packet_in_rate,
                  "max_sessions": max_sessions, "per_port": per_port}
     try:

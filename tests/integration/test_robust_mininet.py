@@ -92,7 +92,11 @@ def test_controller_restart_keeps_sessions_and_relearns(ovs, mininet_slot, tmp_p
             "--egw-model-watch", "0.5", "--egw-stats-interval", "0"]
     ryu = RyuProcess(extra_args=args, log_path=tmp_path / "ryu1.log").start()
     ryu2 = None
-    net = build_net(RestartTopo(), ryu.of_port)
+    try:
+        net = build_net(RestartTopo(), ryu.of_port)
+    except BaseException:
+        ryu.stop()   # nothing else was started yet
+        raise
     try:
         net.start()
         assert wait_connected(net, timeout=20), ryu.log_tail()
