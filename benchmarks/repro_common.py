@@ -129,12 +129,14 @@ def write_taxonomy(mapping: dict[str, str], path: Path) -> Path:
 
 def build(input_dir: Path, out_npz: Path, pre, mapping: dict[str, str] | None, max_per_class=None,
           seed: int = 0, jobs: int = 1):
-    """``egw dataset build`` through the library; returns the loaded Dataset."""
+    """``egw dataset build`` through the library; returns the loaded Dataset. The split is by
+    session (``min_files`` off, like the default model's ``--min-files 1000000``): an iscx-apps
+    folder is one capture, so a per-file split would hold out whole applications."""
     from classifier.build import build_from_captures
     from classifier.dataset import load_dataset
     tax = write_taxonomy(mapping, out_npz.with_suffix(".taxonomy.yaml")) if mapping else None
     build_from_captures(input_dir, out_npz, pre, taxonomy=tax, max_per_class=max_per_class,
-                        seed=seed, jobs=jobs, progress=False,
+                        seed=seed, jobs=jobs, progress=False, min_files=10**6,
                         argv=["benchmarks", out_npz.name])
     return load_dataset(out_npz)
 

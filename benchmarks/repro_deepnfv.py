@@ -39,7 +39,7 @@ APPS = {
     "netflix": "netflix", "spotify": "spotify",
 }
 
-SIZES = {"quick": {"max_per_class": 80, "epochs": 6},
+SIZES = {"quick": {"max_per_class": 80, "epochs": 20},
          "full": {"max_per_class": None, "epochs": 30}}
 
 PAPER_T1 = {"Samba": (1.00, 1.00, 1.00, 1.00), "Twitter": (0.92, 0.96, 1.00, 0.80),
@@ -150,9 +150,10 @@ def make_plots(out: Path, res: dict) -> list[str]:
                        label=f"{'DeepNFV CNN' if model == 'deepnfv' else 'CART'} "
                              f"(macro {r[model]['per_row']['macro_' + metric]:.2f})")
             ax.set_xticks(x, labels, rotation=40, ha="right", fontsize=7)
-            ax.set_ylim(0, 1.05)
+            ax.set_ylim(0, 1.3)
+            ax.set_yticks([0, 0.2, 0.4, 0.6, 0.8, 1.0])
             ax.set_title(f"per-packet {metric}, {prot} protocol", fontsize=9)
-            ax.legend(fontsize=7, loc="lower right")
+            ax.legend(fontsize=7, loc="upper center", ncol=2)
     fig.tight_layout()
     fig.savefig(out / "deepnfv_per_class.png", dpi=100)
     plt.close(fig)

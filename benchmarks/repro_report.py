@@ -146,6 +146,58 @@ def tinycnn(r: dict) -> str:
     return "\n".join(L)
 
 
+def summary(rs: dict) -> str:
+    """One line per published table: the paper's headline figure, ours on its protocol, ours honest."""
+    L = ["| table | metric | paper | ours, paper protocol | ours, honest protocol | run |",
+         "|---|---|---:|---:|---:|---|"]
+    for name in ("bytesgan", "bytesgan-longer"):
+        r = rs.get(name)
+        if not r:
+            continue
+        t5 = r["table5"]
+        Lmax = max(x["labelled_per_class"] for rows in t5.values() for x in rows)
+        cell = {p: next((x for x in rows if x["labelled_per_class"] == Lmax), None) for p, rows in t5.items()}
+
+        def c(p, m):
+            x = cell.get(p)
+            return "–" if not x else f"{pct(x[m]['per_row']['accuracy'])}"
+        L.append(f"| ByteSGAN V | accuracy per packet, ByteSGAN / CNN | 92.15 / 88.25 (1000 labelled/class) | "
+                 f"{c('paper', 'bytesgan')} / {c('paper', 'cnn')} ({Lmax}/class) | "
+                 f"{c('honest', 'bytesgan')} / {c('honest', 'cnn')} ({Lmax}/class) | {name} |")
+        t4 = r["table4"]
+
+        def d(p):
+            rows = t4.get(p) or []
+            return "–" if not rows else " → ".join(pct(x["bytesgan"]["per_row"]["accuracy"]) for x in rows)
+        lab = next(iter(t4.values()))[0]["labelled_per_class"] if t4 else "?"
+        L.append(f"| ByteSGAN IV | ByteSGAN accuracy as unlabelled data grows | 98.21 → 99.18 (1000 labelled) | {d('paper')} "
+                 f"({lab} labelled/class) | {d('honest')} | {name} |")
+    for name in ("tinycnn", "tinycnn-larger"):
+        r = rs.get(name)
+        if not r:
+            continue
+        x = r["runs"]
+
+        def t(p):
+            return "–" if p not in x else (f"{pct(x[p]['test']['accuracy'], 2)} / {pct(x[p]['test']['macro_f1'], 2)}"
+                                           f" ({x[p]['hardware']['params'] / 1e3:.1f}k params)")
+        L.append(f"| Tiny-CNN 1 | accuracy / F1, 12 classes | 97.06 / 97.11 (88k params); Wang 1D-CNN 86.6 | "
+                 f"{t('paper')} | {t('honest')} | {name} |")
+    r = rs.get("deepnfv")
+    if r:
+        x = r["runs"]
+
+        def n(p):
+            if p not in x:
+                return "–"
+            a, b = x[p]["deepnfv"]["per_row"], x[p]["cart"]["per_row"]
+            return (f"{a['macro_precision']:.2f}/{a['macro_recall']:.2f} vs "
+                    f"{b['macro_precision']:.2f}/{b['macro_recall']:.2f}")
+        L.append(f"| DeepNFV I | mean precision/recall, CNN vs CART | 0.95/0.95 vs 0.87/0.82 | {n('paper')} | "
+                 f"{n('honest')} | deepnfv |")
+    return "\n".join(L)
+
+
 PAPER_TO_OURS = {"Youtube": "youtube", "Gmail": "gmail", "FTP": "ftps"}
 
 
@@ -214,19 +266,40 @@ def main(argv=None):
     ap.add_argument("--runs", default=str(REPO / "runs" / "repro"))
     ap.add_argument("--img", default=str(REPO / "docs" / "img" / "repro"))
     ap.add_argument("--out", default=None)
+    ap.add_argument("--doc", default=None, help="also fill the <!-- begin:NAME --> ... <!-- end:NAME --> "
+                    "blocks of this markdown file (e.g. docs/reproduction.md)")
     args = ap.parse_args(argv)
     runs, img = Path(args.runs), Path(args.img)
     img.mkdir(parents=True, exist_ok=True)
     parts = []
-    for name, fn in (("bytesgan", bytesgan), ("tinycnn", tinycnn), ("deepnfv", deepnfv)):
+    blocks = {}
+    results = {}
+    # (block in the doc, run folder, renderer, prefix of the copied plots); "-longer" runs are
+    # optional extra runs of the same script with other sizes (see docs/reproduction.md)
+    for name, fn, prefix in (("bytesgan", bytesgan, ""), ("bytesgan-longer", bytesgan, "longer_"),
+                             ("tinycnn", tinycnn, ""), ("tinycnn-larger", tinycnn, "larger_"),
+                             ("deepnfv", deepnfv, "")):
         f = runs / name / "results.json"
         if not f.is_file():
             parts.append(f"## {name}\n\n(no results.json under {f.parent})\n")
             continue
         r = json.loads(f.read_text())
+        results[name] = r
         for p in r["plots"]:
-            shutil.copy2(f.parent / p, img / p)
-        parts.append(f"## {name}\n\n" + fn(r) + "\n")
+            shutil.copy2(f.parent / p, img / (prefix + p))
+        blocks[name] = fn(r)
+        parts.append(f"## {name}\n\n" + blocks[name] + "\n")
+    blocks["summary"] = summary(results)
+    parts.insert(0, "## summary\n\n" + blocks["summary"] + "\n")
+    if args.doc:
+        doc = Path(args.doc)
+        text = doc.read_text()
+        for name, body in blocks.items():
+            b, e = f"<!-- begin:{name} -->", f"<!-- end:{name} -->"
+            if b in text and e in text:
+                text = text[:text.index(b) + len(b)] + "\n" + body + "\n" + text[text.index(e):]
+        doc.write_text(text)
+        print(f"filled {', '.join(blocks)} in {doc}")
     text = "\n".join(parts)
     out = Path(args.out) if args.out else runs / "tables.md"
     out.write_text(text)

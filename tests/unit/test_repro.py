@@ -71,11 +71,11 @@ def _check(out: Path, res: dict, name: str) -> dict:
 def test_bytesgan_quick(data, tmp_path):
     import repro_bytesgan
     res = repro_bytesgan.main(["--quick", "--data", str(data), "--out", str(tmp_path), "--epochs", "1",
-                               "--labels", "2,4", "--unlabelled", "0,all", "--table4-labelled", "2",
+                               "--labels", "2", "--unlabelled", "0,all", "--table4-labelled", "2",
                                "--min-sessions", "2", "--batch", "16", "--steps", "1"])
     r = _check(tmp_path, res, "bytesgan")
     for prot in ("paper", "honest"):
-        assert [row["labelled_per_class"] for row in r["table5"][prot]] == [2, 4]
+        assert [row["labelled_per_class"] for row in r["table5"][prot]] == [2]
         row = r["table5"][prot][0]
         assert 0 <= row["bytesgan"]["per_row"]["accuracy"] <= 1 and row["cnn"]["per_row"]["n"] > 0
         assert [row["unlabelled_per_class"] for row in r["table4"][prot]] == [0, "all"]
