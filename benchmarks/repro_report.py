@@ -56,8 +56,8 @@ def bytesgan(r: dict) -> str:
         cls = ", ".join(f"{c} {d['sessions_per_class'][c]}/{d['packets_per_class'][c]}" for c in d["classes"])
         L.append(f"| {prot} ({d['split_kind']}) | {len(d['classes'])}: {cls} (sessions/packets) | "
                  f"{sp['train']['rows']} / {sp['val']['rows']} / {sp['test']['rows']} | "
-                 + ("– (rows are the unit)" if prot == "paper" else
-                    f"{sp['train']['sessions']} / {sp['val']['sessions']} / {sp['test']['sessions']}")
+                 + f"{sp['train']['sessions']} / {sp['val']['sessions']} / {sp['test']['sessions']}"
+                 + (" (overlapping: packets split at random)" if prot == "paper" else "")
                  + f" | {audit_line(d['audit'])} |")
     dropped = r["data"].get("honest", next(iter(r["data"].values())))["dropped_classes_sessions"]
     L.append(f"\nApplications dropped for having fewer usable sessions than the threshold: "
@@ -76,7 +76,7 @@ def bytesgan(r: dict) -> str:
     for k in sorted(set(P) | set().union(*[set(v) for v in ours.values()])):
         pa = ours.get("paper", {}).get(k)
         ho = ours.get("honest", {}).get(k)
-        cells = [str(k), pct(P[k]["bytesgan"]) if k in P else "", pct(P[k]["cnn"]) if k in P else ""]
+        cells = [str(k), pct(P[k]["bytesgan"], 2) if k in P else "", pct(P[k]["cnn"], 2) if k in P else ""]
         cells += [pct(pa["bytesgan"]["per_row"]["accuracy"]), pct(pa["cnn"]["per_row"]["accuracy"])] if pa else ["", ""]
         if ho:
             cells += [f"{pct(ho['bytesgan']['per_row']['accuracy'])} ({pct(ho['bytesgan']['per_session']['accuracy'])})",
@@ -249,8 +249,8 @@ def deepnfv(r: dict) -> str:
     for prot, x in runs.items():
         sp = x["split"]
         a, b = x["deepnfv"], x["cart"]
-        sess = ("– (rows are the unit)" if prot == "paper" else
-                f"{sp['train']['sessions']} / {sp['val']['sessions']} / {sp['test']['sessions']}")
+        sess = (f"{sp['train']['sessions']} / {sp['val']['sessions']} / {sp['test']['sessions']}"
+                + (" (overlapping: packets split at random)" if prot == "paper" else ""))
         L.append(f"| {prot} ({x['split_kind']}) | {pct(a['per_row']['accuracy'])} / {pct(b['per_row']['accuracy'])} | "
                  + (f"{pct(a['per_session']['accuracy'])} / {pct(b['per_session']['accuracy'])}"
                     if prot != "paper" else "–")

@@ -84,6 +84,10 @@ def test_bytesgan_quick(data, tmp_path):
     assert r["data"]["honest"]["audit"]["sessions_in_several_splits"] == 0
     assert set(r["losses"]["honest_L2"]) >= {"d_adv_loss", "g_adv_loss"}
     assert "bytesgan_fig7_losses.png" in r["plots"]
+    import repro_report
+    md = repro_report.bytesgan(r)
+    assert "#### Table V" in md and "#### Table IV" in md and "92.15" in md
+    assert "ByteSGAN V" in repro_report.summary({"bytesgan": r})
 
 
 def test_tinycnn_quick(data, tmp_path):
@@ -99,6 +103,8 @@ def test_tinycnn_quick(data, tmp_path):
         assert hw["params"] > 0 and hw["flash_bytes_tflite_int8"] > 0
         assert hw["flash_bytes_paper_convention"] == 4 * hw["params"]
         assert {"accuracy", "macro_precision", "macro_recall", "macro_f1"} <= set(run["test"])
+    import repro_report
+    assert "ours: HW-NAS best child" in repro_report.tinycnn(r)
 
 
 def test_deepnfv_quick(data, tmp_path):
@@ -113,3 +119,6 @@ def test_deepnfv_quick(data, tmp_path):
             pc = run[model]["per_row"]["per_class"]
             assert set(pc) == set(CLASSES) and all(0 <= v["precision"] <= 1 for v in pc.values())
     assert r["paper"]["table1"]["Average"]["cnn_precision"] == 0.95
+    import repro_report
+    md = repro_report.deepnfv(r)
+    assert "**Average** (macro)" in md and "Samba (not in our data)" in md
