@@ -4,7 +4,8 @@ from __future__ import annotations
 import shlex
 import sys
 
-MODEL_CHOICES = ("bytesgan", "cnn", "tiny", "nas", "deepnfv", "cart", "kpnet", "forest")
+MODEL_CHOICES = ("bytesgan", "cnn", "tiny", "nas", "deepnfv", "cart", "kpnet", "forest",
+                 "boosted")
 
 
 def register(sub) -> None:
@@ -16,7 +17,8 @@ def register(sub) -> None:
     p.add_argument("--model", required=True, choices=MODEL_CHOICES,
                    help="bytesgan (packet1480), cnn (packet1480/session784), tiny and nas "
                    "(session784), deepnfv and cart (image900; cart takes any), kpnet (kpackets), "
-                   "forest (any; random forest run through LiteRT, the default model)")
+                   "forest (any; random forest run through LiteRT), boosted (any; gradient-boosted "
+                   "trees run through LiteRT, the default model)")
     p.add_argument("--data", required=True, metavar="FILE.npz", help="dataset from `egw dataset build`")
     p.add_argument("--out", required=True, metavar="DIR", help="bundle directory to write")
     p.add_argument("--labeled-per-class", type=int, default=None, metavar="N",
@@ -38,9 +40,11 @@ def register(sub) -> None:
                    help="nas: largest intermediate tensor (elements)")
     p.add_argument("--steps-per-epoch", type=int, default=None, metavar="N",
                    help="bytesgan: D/G step pairs per epoch (default: one pass over the real data)")
-    p.add_argument("--trees", type=int, default=30, metavar="N", help="forest: trees (default 30)")
-    p.add_argument("--max-leaves", type=int, default=256, metavar="N",
-                   help="forest: leaves per tree (default 256)")
+    p.add_argument("--trees", type=int, default=None, metavar="N",
+                   help="forest: trees (default 30); boosted: boosting iterations, one tree "
+                   "per class each (default 100)")
+    p.add_argument("--max-leaves", type=int, default=None, metavar="N",
+                   help="leaves per tree (forest default 256, boosted default 15)")
     p.add_argument("--note", default=None, metavar="TEXT", help="free text stored in card.json")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=_train)

@@ -16,7 +16,8 @@ import numpy as np
 
 from classifier.dataerrors import DatasetError
 
-MODELS = ("bytesgan", "cnn", "tiny", "nas", "deepnfv", "cart", "kpnet", "forest")
+MODELS = ("bytesgan", "cnn", "tiny", "nas", "deepnfv", "cart", "kpnet", "forest", "boosted")
+TREE_MODELS = ("forest", "cart", "boosted")
 
 # Representations each family accepts (None = any).
 ACCEPTS = {
@@ -28,6 +29,7 @@ ACCEPTS = {
     "cart": None,
     "kpnet": ("kpackets",),
     "forest": None,
+    "boosted": None,
 }
 
 
@@ -99,7 +101,7 @@ def train(model: str, data: str, out: str, labeled_per_class: int | None = None,
           progress: bool = True, unknown_rate: float = 0.02, generations: int = 3,
           population: int = 3, max_params: int = 50_000, max_flops: int = 5_000_000,
           max_tensor: int = 25_000, steps_per_epoch: int | None = None, patience: int = 8,
-          trees: int = 30, max_leaves: int | None = 256, note: str | None = None,
+          trees: int | None = None, max_leaves: int | None = None, note: str | None = None,
           command: str | None = None, log=print) -> dict:
     """Train ``model`` on dataset ``data``; write the bundle to ``out``; return its card."""
     from classifier.dataset import load_dataset
@@ -121,7 +123,7 @@ def train(model: str, data: str, out: str, labeled_per_class: int | None = None,
     shape = tuple(ds.X.shape[1:])
     out_dir = Path(out)
     out_dir.mkdir(parents=True, exist_ok=True)
-    if model not in ("forest", "cart"):
+    if model not in TREE_MODELS:
         (out_dir / "checkpoints").mkdir(exist_ok=True)
 
     from classifier.nn.common import TqdmProgress, hardware_report, keras, public_report, set_seed
@@ -225,9 +227,30 @@ def train(model: str, data: str, out: str, labeled_per_class: int | None = None,
         extra = {"tree_nodes": int(clf.tree_.node_count), "tree_depth": int(clf.tree_.max_depth),
                  "leaves": int(clf.get_n_leaves()), "criterion": "gini",
                  "class_weight": "balanced"}
+    elif model == "boosted":
+        from classifier.nn import forest
+
+        trees = trees or forest.BOOSTED_DEFAULTS["max_iter"]
+        max_leaves = max_leaves or forest.BOOSTED_DEFAULTS["max_leaf_nodes"]
+        drop = rep == "kpackets"  # the inter-arrival column: synthetic in the training captures
+        hgb = forest.fit_boosted(Xl, yl, seed=seed, max_iter=trees, max_leaf_nodes=max_leaves,
+                                 learning_rate=forest.BOOSTED_DEFAULTS["learning_rate"],
+                                 drop_last_column=drop)
+        net = forest.boosted_to_keras(hgb, shape, K, drop)
+        allow_fallback = True
+        save_keras = False  # the weights are the tree tables; model.keras would double the size
+        preds = [p for it in hgb._predictors for p in it]
+        extra = {"iterations": trees, "trees": len(preds), "max_leaf_nodes": max_leaves,
+                 "learning_rate": forest.BOOSTED_DEFAULTS["learning_rate"],
+                 "leaves": int(sum(p.nodes["is_leaf"].sum() for p in preds)),
+                 "nodes": int(sum(len(p.nodes) for p in preds)),
+                 "depth": int(max(p.nodes["depth"].max() for p in preds)),
+                 "dropped_inter_arrival_column": drop, "loss": "log_loss"}
     elif model == "forest":
         from classifier.nn import forest
 
+        trees = trees or 30
+        max_leaves = max_leaves or 256
         drop = rep == "kpackets"  # the inter-arrival column: synthetic in the training captures
         rf = forest.fit_forest(Xl, yl, seed=seed, n_estimators=trees, max_leaf_nodes=max_leaves,
                                drop_last_column=drop)
@@ -246,7 +269,7 @@ def train(model: str, data: str, out: str, labeled_per_class: int | None = None,
 
     calib = Xl if len(Xl) else ds.X[tr]
     hw = hardware_report(net)
-    if model in ("forest", "cart"):
+    if model in TREE_MODELS:
         # a tree walk: per tree and level one gather of feature/threshold/child, one compare
         n_trees = extra.get("trees", 1)
         depth = extra.get("depth", extra.get("tree_depth", 1))

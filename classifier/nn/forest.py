@@ -158,3 +158,76 @@ def build(input_shape, n_classes: int, X=None, y=None, seed: int = 0, **kw) -> k
     return forest_to_keras(rf, input_shape, n_classes, drop)
 
 
+
+
+# ---- gradient-boosted trees ---------------------------------------------------------------
+BOOSTED_DEFAULTS = {"max_iter": 100, "max_leaf_nodes": 15, "learning_rate": 0.1}
+
+
+def fit_boosted(X, y, seed: int = 0, max_iter: int = 100, max_leaf_nodes: int = 15,
+                learning_rate: float = 0.1, drop_last_column: bool = False):
+    """scikit-learn's histogram gradient boosting (one tree per class and iteration)."""
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    hgb = HistGradientBoostingClassifier(max_iter=max_iter, max_leaf_nodes=max_leaf_nodes,
+                                         learning_rate=learning_rate, early_stopping=False,
+                                         random_state=seed)
+    hgb.fit(features(X, drop_last_column), y)
+    return hgb
+
+
+def boosted_to_keras(hgb, input_shape, n_classes: int, drop_last_column: bool = False
+                     ) -> keras.Model:
+    """The boosted trees as one :class:`DecisionForest` walk, then a softmax.
+
+    Each tree scores one class: its leaf rows hold ``n_trees * value`` in that class's
+    column (the layer averages over trees, so the average is the boosting sum), and the
+    first tree of each class also carries the class's baseline score. scikit-learn's
+    predictor arrays are already in pre-order (left child = parent + 1); a split sends
+    ``x <= num_threshold`` left, compared in the same fixed point as the forest."""
+    trees = [(c_idx, p) for it in hgb._predictors for c_idx, p in enumerate(it)]
+    n_trees = len(trees)
+    classes = hgb.classes_.astype(int)
+    baseline = np.asarray(hgb._baseline_prediction, np.float64).reshape(-1)
+    if len(baseline) == 1 and len(classes) == 2:
+        raise ValueError("binary boosting (one tree per iteration) is not supported; use forest")
+    feats, thrs, rights, values, roots = [], [], [], [], []
+    off = leaf_off = depth = 0
+    seen: set[int] = set()
+    for c_idx, pred in trees:
+        nd = pred.nodes
+        n = len(nd)
+        is_leaf = nd["is_leaf"].astype(bool)
+        internal = ~is_leaf
+        assert (nd["left"][internal] == np.where(internal)[0] + 1).all(), "not in pre-order"
+        if (nd["is_categorical"][internal]).any():
+            raise ValueError("categorical splits are not supported")
+        leaf_rows = np.cumsum(is_leaf) - 1 + leaf_off
+        f = np.where(is_leaf, leaf_rows, nd["feature_idx"]).astype(np.int32)
+        thr = np.where(is_leaf, -1, np.floor(nd["num_threshold"] * FIXED_SCALE)).astype(np.int32)
+        r = np.where(is_leaf, np.arange(n), nd["right"]) + off
+        v = np.zeros((int(is_leaf.sum()), n_classes), np.float64)
+        col = int(classes[c_idx])
+        v[:, col] = nd["value"][is_leaf] * n_trees
+        if c_idx not in seen:
+            v[:, col] += baseline[c_idx] * n_trees
+            seen.add(c_idx)
+        feats.append(f)
+        thrs.append(thr)
+        rights.append(r.astype(np.int32))
+        values.append(v.astype(np.float32))
+        roots.append(off)
+        off += n
+        leaf_off += int(is_leaf.sum())
+        depth = max(depth, int(nd["depth"].max()))
+    inp = keras.Input(shape=tuple(input_shape), name="x")
+    if drop_last_column:
+        x = DropLastColumn(name="drop_iat")(inp)
+    else:
+        x = keras.layers.Flatten()(inp) if len(input_shape) > 1 else inp
+    layer = DecisionForest(n_trees, off, leaf_off, n_classes, depth, roots=roots, name="boosted")
+    out = keras.layers.Softmax(name="softmax")(layer(x))
+    model = keras.Model(inp, out, name="boosted")
+    layer.set_weights([np.concatenate(feats), np.concatenate(thrs), np.concatenate(rights),
+                       np.concatenate(values)])
+    return model

@@ -29,7 +29,7 @@ def _kpackets_npz(path, n=90, k=3, nb=6, seed=0):
     return X, y
 
 
-@pytest.mark.parametrize("model", ["forest", "kpnet"])
+@pytest.mark.parametrize("model", ["forest", "kpnet", "boosted"])
 def test_train_bundle_evaluate(tmp_path, model, capsys):
     from classifier.evaluate import evaluate
     from egw_cli.main import main
@@ -58,7 +58,7 @@ def test_train_bundle_evaluate(tmp_path, model, capsys):
     res = evaluate(str(out), str(data), progress=False)
     assert res["sessions"] == 15
     assert res["closed_set"]["accuracy"] == pytest.approx(card["metrics"]["int8"]["test"]["accuracy"])
-    if model == "forest":
+    if model in ("forest", "boosted"):
         assert res["closed_set"]["macro_f1"] > 0.8  # lengths separate the classes
     rc = main(["evaluate", "--model", str(out), "--data", str(data), "--json", str(tmp_path / "e.json")])
     assert rc == 0
@@ -86,6 +86,22 @@ def test_forest_litert_matches_sklearn_and_int8_exact(tmp_path):
     rf = forest.fit_forest(X, y, n_estimators=6, max_leaf_nodes=32, drop_last_column=True)
     m = forest.forest_to_keras(rf, X.shape[1:], 3, drop_last_column=True)
     ref = rf.predict_proba(forest.features(X, True))
+    np.testing.assert_allclose(m.predict(X, verbose=0), ref, atol=1e-5)
+    bundle_from_keras(m, tmp_path / "b", ["x", "y", "z"], Preprocess(repr="kpackets", k=3, n_bytes=6),
+                      X, allow_float_fallback=True, save_keras=False)
+    np.testing.assert_allclose(load_bundle(tmp_path / "b", prefer_int8=False).predict(X), ref, atol=1e-5)
+    pq = load_bundle(tmp_path / "b").predict(X)
+    assert (pq.argmax(1) == ref.argmax(1)).mean() >= 0.97
+
+
+def test_boosted_litert_matches_sklearn(tmp_path):
+    from classifier.export import bundle_from_keras
+    from classifier.nn import forest
+
+    X, y = _kpackets_npz(tmp_path / "d.npz", n=120)
+    hgb = forest.fit_boosted(X, y, max_iter=8, max_leaf_nodes=7, drop_last_column=True)
+    m = forest.boosted_to_keras(hgb, X.shape[1:], 3, drop_last_column=True)
+    ref = hgb.predict_proba(forest.features(X, True))
     np.testing.assert_allclose(m.predict(X, verbose=0), ref, atol=1e-5)
     bundle_from_keras(m, tmp_path / "b", ["x", "y", "z"], Preprocess(repr="kpackets", k=3, n_bytes=6),
                       X, allow_float_fallback=True, save_keras=False)
