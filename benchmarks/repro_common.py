@@ -252,15 +252,9 @@ def fit(model, Xtr, ytr, Xva, yva, epochs: int, batch_size: int, n_classes: int,
 
 # ---------------------------------------------------------------- output
 def write_json(path: Path, obj: Any) -> None:
-    def default(o):
-        if isinstance(o, (np.integer,)):
-            return int(o)
-        if isinstance(o, (np.floating,)):
-            return float(o)
-        if isinstance(o, np.ndarray):
-            return o.tolist()
-        return str(o)
-    path.write_text(json.dumps(obj, indent=1, default=default) + "\n")
+    from classifier.export import write_json as _write  # one JSON writer (numpy-aware, atomic)
+
+    _write(path, obj)
 
 
 def plt():

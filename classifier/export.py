@@ -102,9 +102,7 @@ def write_json(path: Path, obj: Any) -> None:
             return float(o)
         if isinstance(o, np.ndarray):
             return o.tolist()
-        if isinstance(o, Path):
-            return str(o)
-        raise TypeError(f"not JSON serialisable: {type(o)}")
+        return str(o)  # paths, dtypes and other plain values: their text
 
     tmp = Path(str(path) + ".tmp")
     tmp.write_text(json.dumps(obj, indent=2, default=default) + "\n")
