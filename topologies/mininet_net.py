@@ -4,7 +4,7 @@ There is no Open vSwitch kernel module, so every switch uses
 ``datapath='user'`` (``datapath_type=netdev``), and TCP through it needs TX
 checksum offload off on the veths (``TCULink``). Only ``net.stop()`` is used
 for teardown: it removes this network's own links and switches. Mininet's
-global cleanup (``mn -c``) kills processes machine-wide by name and is never
+global cleanup kills processes machine-wide by name and is never
 called.
 """
 from __future__ import annotations

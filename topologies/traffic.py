@@ -1,7 +1,7 @@
 """Live traffic inside Mininet hosts: iperf3 flows and the UDP latency probe.
 
 Every process is started in a host's namespace with ``host.popen`` and stopped
-by its PID (never ``net.iperf()``, which kills iperf machine-wide by name).
+by its PID (never Mininet's own iperf helper, which kills iperf machine-wide by name).
 """
 from __future__ import annotations
 
