@@ -78,30 +78,19 @@ def test_train_is_deterministic(tmp_path):
     assert cards[0]["metrics"]["float"]["test"] == cards[1]["metrics"]["float"]["test"]
 
 
-def test_forest_litert_matches_sklearn_and_int8_exact(tmp_path):
+@pytest.mark.parametrize("family", ["forest", "boosted"])
+def test_tree_models_in_litert_match_sklearn_and_int8(tmp_path, family):
     from classifier.export import bundle_from_keras
     from classifier.nn import forest
 
     X, y = _kpackets_npz(tmp_path / "d.npz", n=120)
-    rf = forest.fit_forest(X, y, n_estimators=6, max_leaf_nodes=32, drop_last_column=True)
-    m = forest.forest_to_keras(rf, X.shape[1:], 3, drop_last_column=True)
-    ref = rf.predict_proba(forest.features(X, True))
-    np.testing.assert_allclose(m.predict(X, verbose=0), ref, atol=1e-5)
-    bundle_from_keras(m, tmp_path / "b", ["x", "y", "z"], Preprocess(repr="kpackets", k=3, n_bytes=6),
-                      X, allow_float_fallback=True, save_keras=False)
-    np.testing.assert_allclose(load_bundle(tmp_path / "b", prefer_int8=False).predict(X), ref, atol=1e-5)
-    pq = load_bundle(tmp_path / "b").predict(X)
-    assert (pq.argmax(1) == ref.argmax(1)).mean() >= 0.97
-
-
-def test_boosted_litert_matches_sklearn(tmp_path):
-    from classifier.export import bundle_from_keras
-    from classifier.nn import forest
-
-    X, y = _kpackets_npz(tmp_path / "d.npz", n=120)
-    hgb = forest.fit_boosted(X, y, max_iter=8, max_leaf_nodes=7, drop_last_column=True)
-    m = forest.boosted_to_keras(hgb, X.shape[1:], 3, drop_last_column=True)
-    ref = hgb.predict_proba(forest.features(X, True))
+    if family == "forest":
+        est = forest.fit_forest(X, y, n_estimators=6, max_leaf_nodes=32, drop_last_column=True)
+        m = forest.forest_to_keras(est, X.shape[1:], 3, drop_last_column=True)
+    else:
+        est = forest.fit_boosted(X, y, max_iter=8, max_leaf_nodes=7, drop_last_column=True)
+        m = forest.boosted_to_keras(est, X.shape[1:], 3, drop_last_column=True)
+    ref = est.predict_proba(forest.features(X, True))
     np.testing.assert_allclose(m.predict(X, verbose=0), ref, atol=1e-5)
     bundle_from_keras(m, tmp_path / "b", ["x", "y", "z"], Preprocess(repr="kpackets", k=3, n_bytes=6),
                       X, allow_float_fallback=True, save_keras=False)
