@@ -161,6 +161,11 @@ def main(argv=None) -> int:
     p.add_argument("--rates", default="500,1000,2000,3000,4000,6000,8000")
     p.add_argument("--step-secs", type=float, default=2.0)
     p.add_argument("--apps", default="egw,reactive_5tuple,simple_switch_13")
+    p.add_argument("--packet-in-rate", type=int, default=100_000,
+                   help="egw's controller meter (packet-ins/s; the app's default is 1000): "
+                   "set high to measure what the app itself sustains")
+    p.add_argument("--max-mirroring-per-port", type=int, default=100_000,
+                   help="egw's per-port cap on sessions being mirrored (app default 1024)")
     args = p.parse_args(argv)
     args.rates = [int(x) for x in args.rates.split(",")]
     from ryu_apps.gateway.demo_bundle import cached
@@ -173,7 +178,9 @@ def main(argv=None) -> int:
     apps = {
         "egw": ([str(REPO / "ryu_apps" / "egw.py")],
                 ["--user-flags", flags, "--egw-model", str(bundle), "--egw-wan-port", f"{SW}-eth2",
-                 "--egw-max-sessions", "100000", "--egw-stats-interval", "0"]),
+                 "--egw-max-sessions", "100000", "--egw-stats-interval", "0",
+                 "--egw-packet-in-rate", str(args.packet_in_rate),
+                 "--egw-max-mirroring-per-port", str(args.max_mirroring_per_port)]),
         "reactive_5tuple": ([str(REPO / "benchmarks" / "apps" / "reactive_5tuple.py")], []),
         "simple_switch_13": (["ryu.app.simple_switch_13"], []),
     }
