@@ -236,6 +236,16 @@ def build_from_captures(input_dir, out, pre: Preprocess, taxonomy=None, max_per_
         raise DatasetError(f"{input_dir}: no usable sessions after filtering (nothing to write)")
     from classifier.splits import assign_splits
     split, split_info = assign_splits(X, y, session, fractions, seed, file_of_session, min_files)
+    by_file = [labels[int(c)] for c in split_info.get("classes_split_by_file", [])]
+    if by_file:
+        merged = [c for c in by_file if len({files[i][1] for i in range(len(files))
+                                             if dir_class[files[i][1]] == c}) > 1]
+        notes.append(
+            f"split by capture file (min_files={min_files}) for {', '.join(by_file)}: their val/test "
+            "sessions come from captures never seen in training"
+            + (f"; with the taxonomy, {', '.join(merged)} merge several directories, so whole "
+               "applications are held out" if merged else "")
+            + ". For a per-session split use --min-files 1000000.")
     counts = _counts(labels, y, session, split)
     manifest = {
         "format": "egw-dataset/1", "version": package_version(),
