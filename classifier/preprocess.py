@@ -110,16 +110,7 @@ class Preprocess:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "Preprocess":
-        if not isinstance(d, dict):
-            raise PreprocessError(f"expected a JSON object, got {type(d).__name__}")
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise PreprocessError(f"unknown key(s) {', '.join(unknown)}")
-        try:
-            return cls(**d)
-        except TypeError as exc:
-            raise PreprocessError(str(exc)) from None
+        return _sub(cls, d)
 
     def to_json(self, path: str | os.PathLike) -> None:
         with open(path, "w", encoding="utf-8") as fh:
@@ -271,14 +262,17 @@ class Preprocess:
         return self.vectorize_views([(ts, pv, direction)])[0]
 
 
-def _sub(cls, d: dict, name: str):
+def _sub(cls, d: dict, name: str | None = None):
+    """The dataclass ``cls`` from the JSON object ``d`` (the whole file, or its ``name`` part),
+    with an error for anything else or for unknown keys."""
     if not isinstance(d, dict):
-        raise PreprocessError(f"{name} must be an object")
-    known = {f.name for f in fields(cls)}
-    unknown = sorted(set(d) - known)
+        raise PreprocessError(f"{name} must be an object" if name else
+                              f"expected a JSON object, got {type(d).__name__}")
+    unknown = sorted(set(d) - {f.name for f in fields(cls)})
     if unknown:
-        raise PreprocessError(f"unknown key(s) in {name}: {', '.join(unknown)}")
+        raise PreprocessError(f"unknown key(s) {'in ' + name + ': ' if name else ''}"
+                              f"{', '.join(unknown)}")
     try:
         return cls(**d)
     except TypeError as exc:
-        raise PreprocessError(f"{name}: {exc}") from None
+        raise PreprocessError(f"{name}: {exc}" if name else str(exc)) from None
