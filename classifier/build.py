@@ -96,6 +96,17 @@ class FileResult:
     seconds: float = 0.0
 
 
+def session_vectors(path, pre: Preprocess, stats: SplitStats | None = None):
+    """``(k, session, x)`` for each session of a capture (``k`` its index among all the
+    file's sessions) that yields a vector: the order in which a dataset numbers sessions."""
+    sessions = split_sessions(read_ip_packets(path), pre.idle_timeout, pre.bidirectional, stats)
+    for k, s in enumerate(sessions):
+        x = pre.vectorize_views(list(zip((p[0] for p in s.packets), s.views,
+                                         (p[2] for p in s.packets))))
+        if len(x):
+            yield k, s, x
+
+
 def process_file(job: tuple[int, str, dict]) -> FileResult:
     index, path, pre_d = job
     pre = Preprocess.from_dict(pre_d)
@@ -103,16 +114,12 @@ def process_file(job: tuple[int, str, dict]) -> FileResult:
     t0 = time.perf_counter()
     try:
         st = SplitStats()
-        sessions = split_sessions(read_ip_packets(path), pre.idle_timeout, pre.bidirectional, st)
-        res.packets = st.packets
-        res.sessions = len(sessions)
         chunks = []
-        for s in sessions:
-            x = pre.vectorize_views(list(zip((p[0] for p in s.packets), s.views,
-                                             (p[2] for p in s.packets))))
-            if len(x):
-                chunks.append(x)
-                res.rows_per_session.append(len(x))
+        for _k, _s, x in session_vectors(path, pre, st):
+            chunks.append(x)
+            res.rows_per_session.append(len(x))
+        res.packets = st.packets
+        res.sessions = st.sessions
         shape = pre.sample_shape
         res.X = np.concatenate(chunks) if chunks else np.zeros((0, *shape), np.float32)
         with open(path, "rb") as fh:

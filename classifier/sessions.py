@@ -34,6 +34,7 @@ class SplitStats:
     packets: int = 0
     not_ip: int = 0
     not_tcp_udp: int = 0
+    sessions: int = 0
 
 
 def split_sessions(packets: Iterable[tuple[float, bytes]], idle_timeout: float = 60.0,
@@ -67,6 +68,7 @@ def split_sessions(packets: Iterable[tuple[float, bytes]], idle_timeout: float =
         s.views.append(pv)
     done.extend(active.values())
     done.sort(key=lambda s: s.start)
+    st.sessions = len(done)
     return done
 
 

@@ -22,9 +22,8 @@ def test_sessions(dataset_path: str | Path) -> dict:
     """``{"root": ..., "sessions": [[relpath, index], ...]}`` of the dataset's test split."""
     import numpy as np
 
+    from classifier.build import session_vectors
     from classifier.dataset import load_dataset
-    from classifier.pcapio import read_ip_packets
-    from classifier.sessions import split_sessions
     from classifier.splits import TEST
 
     ds = load_dataset(dataset_path)
@@ -44,15 +43,11 @@ def test_sessions(dataset_path: str | Path) -> dict:
     for entry in man["files"]:
         path = root / entry["path"]
         n_used = 0
-        for k, s in enumerate(split_sessions(read_ip_packets(path), pre.idle_timeout,
-                                             pre.bidirectional)):
-            x = pre.vectorize_views(list(zip((p[0] for p in s.packets), s.views,
-                                             (p[2] for p in s.packets))))
-            if len(x):
-                if split_of.get(sid) == TEST:
-                    out.append([entry["path"], k])
-                sid += 1
-                n_used += 1
+        for k, _s, _x in session_vectors(path, pre):   # the build's own numbering
+            if split_of.get(sid) == TEST:
+                out.append([entry["path"], k])
+            sid += 1
+            n_used += 1
         if n_used != entry["sessions_used"]:
             raise ValueError(f"{path}: {n_used} sessions now, {entry['sessions_used']} when "
                              "the dataset was built (captures or code changed)")
