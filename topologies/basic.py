@@ -15,8 +15,9 @@ from pathlib import Path
 from mininet.topo import Topo
 
 from topologies.controller import RyuProcess
-from topologies.mininet_net import HostProcess, build_net, mininet_lock, wait_connected
+from topologies.mininet_net import build_net, mininet_lock, wait_connected
 from topologies.ovs_service import OvsService
+from topologies.traffic import iperf3_client, iperf3_server, parse_iperf3
 
 log = logging.getLogger(__name__)
 
@@ -47,20 +48,18 @@ def run(duration: float = 3.0, report_dir: Path | None = None, hosts: int = 3) -
                 results["ping_loss_percent"] = loss
                 results["ping_all_s"] = round(time.monotonic() - t0, 2)
                 h1, h2 = net.get("h1", "h2")
-                server = HostProcess(h2, ["iperf3", "-s", "-1"])
+                server = iperf3_server(h2, 5201)
                 try:
                     time.sleep(0.3)
-                    rc, out = HostProcess(
-                        h1, ["iperf3", "-c", h2.IP(), "-t", str(duration), "-J"]).wait(
-                            timeout=duration + 30)
+                    rc, out = iperf3_client(h1, h2.IP(), 5201, duration).wait(
+                        timeout=duration + 30)
                 finally:
                     server.stop()
-                if rc == 0:
-                    res = json.loads(out)
-                    results["tcp_mbps"] = round(
-                        res["end"]["sum_received"]["bits_per_second"] / 1e6, 1)
+                flow = parse_iperf3("h1->h2", "h1", "tcp", rc, out)
+                if flow.error or rc != 0:
+                    results["tcp_error"] = flow.error or out.strip()[-300:]
                 else:
-                    results["tcp_error"] = out.strip()[-300:]
+                    results["tcp_mbps"] = round(flow.mbps, 1)
                 results["flows"] = ovs.ofctl("egw1", "dump-flows").splitlines()
             finally:
                 net.stop()
