@@ -257,10 +257,7 @@ def make_plots(out: Path, res: dict) -> list[str]:
     ax.set_ylim(0, 1.02)
     ax.legend(fontsize=7)
     ax.set_title("ByteSGAN Table V: accuracy vs labelled samples per class")
-    fig.tight_layout()
-    fig.savefig(out / "bytesgan_table5_accuracy.png", dpi=100)
-    plt.close(fig)
-    names.append("bytesgan_table5_accuracy.png")
+    names.append(rc.save_plot(fig, out, "bytesgan_table5_accuracy.png"))
 
     fig, ax = plt.subplots(figsize=(6.4, 3.6))
     for prot, ls in (("paper", "--"), ("honest", "-")):
@@ -273,10 +270,7 @@ def make_plots(out: Path, res: dict) -> list[str]:
     ax.set_ylim(0, 1.02)
     ax.legend(fontsize=7)
     ax.set_title("ByteSGAN Table IV: fixed labels, growing unlabelled set")
-    fig.tight_layout()
-    fig.savefig(out / "bytesgan_table4_unlabelled.png", dpi=100)
-    plt.close(fig)
-    names.append("bytesgan_table4_unlabelled.png")
+    names.append(rc.save_plot(fig, out, "bytesgan_table4_unlabelled.png"))
 
     keys = list(res["losses"])
     if keys:
@@ -291,10 +285,7 @@ def make_plots(out: Path, res: dict) -> list[str]:
             ax.set_xlabel("epoch")
             ax.set_title(f"ByteSGAN losses ({k})", fontsize=9)
             ax.legend(fontsize=6)
-        fig.tight_layout()
-        fig.savefig(out / "bytesgan_fig7_losses.png", dpi=100)
-        plt.close(fig)
-        names.append("bytesgan_fig7_losses.png")
+        names.append(rc.save_plot(fig, out, "bytesgan_fig7_losses.png"))
     return names
 
 

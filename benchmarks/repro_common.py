@@ -264,6 +264,14 @@ def plt():
     return pyplot
 
 
+def save_plot(fig, out: Path, name: str) -> str:
+    """Lay out, write ``out/name`` (PNG), close the figure; returns ``name``."""
+    fig.tight_layout()
+    fig.savefig(out / name, dpi=100)
+    plt().close(fig)
+    return name
+
+
 def finish(out: Path, name: str, args, clock: Clock, hw: dict, results: dict, plots: list[str]):
     results.update({"experiment": name, "size": args.size, "seed": args.seed,
                     "command": " ".join([Path(sys.argv[0]).name] + sys.argv[1:]),

@@ -154,10 +154,7 @@ def make_plots(out: Path, res: dict) -> list[str]:
             ax.set_yticks([0, 0.2, 0.4, 0.6, 0.8, 1.0])
             ax.set_title(f"per-packet {metric}, {prot} protocol", fontsize=9)
             ax.legend(fontsize=7, loc="upper center", ncol=2)
-    fig.tight_layout()
-    fig.savefig(out / "deepnfv_per_class.png", dpi=100)
-    plt.close(fig)
-    return ["deepnfv_per_class.png"]
+    return [rc.save_plot(fig, out, "deepnfv_per_class.png")]
 
 
 if __name__ == "__main__":

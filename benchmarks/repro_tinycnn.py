@@ -180,10 +180,7 @@ def make_plots(out: Path, res: dict) -> list[str]:
         ax.set_ylabel("accuracy")
         ax.legend(fontsize=6)
     fig.suptitle("Tiny-CNN HW-NAS: every trained child; the chosen one starred", fontsize=10)
-    fig.tight_layout()
-    fig.savefig(out / "tinycnn_search.png", dpi=100)
-    plt.close(fig)
-    return ["tinycnn_search.png"]
+    return [rc.save_plot(fig, out, "tinycnn_search.png")]
 
 
 if __name__ == "__main__":
