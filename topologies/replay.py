@@ -97,8 +97,8 @@ def load_sessions(root: str | Path, classes: Iterable[str], taxonomy: dict | Non
     return out
 
 
-def rewrite(cs: CapturedSession, sid: int, client_ip: str, client_mac: str, server_ip: str,
-            server_mac: str, client_port: int) -> ReplaySession:
+def rewrite(cs: CapturedSession, sid: int, device: str, client_ip: str, client_mac: str,
+            server_ip: str, server_mac: str, client_port: int) -> ReplaySession:
     """Map one captured IPv4 session onto the topology's addresses (see module doc)."""
     from scapy.layers.inet import IP, TCP, UDP
     from scapy.layers.l2 import Ether
@@ -125,7 +125,7 @@ def rewrite(cs: CapturedSession, sid: int, client_ip: str, client_mac: str, serv
             del pkt[UDP].len
         frame = bytes(Ether(src=src_mac, dst=dst_mac) / pkt)
         frames.append((direction, frame, match_key(frame)))
-    return ReplaySession(sid, cs.label, "", server_ip, proto, client_port, dport0, frames,
+    return ReplaySession(sid, cs.label, device, server_ip, proto, client_port, dport0, frames,
                          source=f"{Path(cs.source).name}#{cs.index}")
 
 

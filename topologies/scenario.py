@@ -161,9 +161,7 @@ def _do_replay(net, cfg: ScenarioConfig, plan) -> list:
     for i, (dev, cs) in enumerate(plan):
         d = sh.device(dev)
         server = sh.INET_IPS["cloud"]
-        rs = rewrite(cs, i, d.ip, d.mac, server, sh.INET_MAC, 20000 + i)
-        rs.device = dev
-        sessions.append(rs)
+        sessions.append(rewrite(cs, i, dev, d.ip, d.mac, server, sh.INET_MAC, 20000 + i))
     names = {dev for dev, _ in plan} | {"inet"}
     hosts = {n: (net.get(n).pid, net.get(n).defaultIntf().name) for n in names}
     player = Replayer(hosts, server_host="inet")
@@ -180,15 +178,15 @@ def classification_table(sessions, gw_sessions: list[dict]) -> dict:
     rows = []
     for s in sessions:
         dev = sh.device(s.device)
-        g = by_port.get((dev.ip, s.client_port))
+        g = by_port.get((dev.ip, s.client_port)) or {}
         rows.append({
             "device": s.device, "true": s.label, "source": s.source,
-            "predicted": (g or {}).get("class", "not seen"),
-            "confidence": (g or {}).get("confidence"),
-            "action": (g or {}).get("action"),
-            "classified_at": (g or {}).get("classified_at"),
+            "predicted": g.get("class", "not seen"),
+            "confidence": g.get("confidence"),
+            "action": g.get("action"),
+            "classified_at": g.get("classified_at"),
             "sent": list(s.sent), "received": list(s.received),
-            "arrived_after_decision": _after(s, (g or {}).get("classified_at")),
+            "arrived_after_decision": _after(s, g.get("classified_at")),
         })
     labels = sorted({r["true"] for r in rows} | {r["predicted"] for r in rows})
     matrix = {t: {p: 0 for p in labels} for t in sorted({r["true"] for r in rows})}

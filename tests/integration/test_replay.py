@@ -28,9 +28,8 @@ def test_replayed_sessions_cross_the_gateway_both_ways(ovs, mininet_slot, tmp_pa
     laptop = devs["laptop"]
     sessions = []
     for i, cs in enumerate([*chosen["web"], *chosen["voice"]]):
-        rs = rewrite(cs, i, laptop.ip, laptop.mac, INET_IPS["cloud"], INET_MAC, 30000 + i)
-        rs.device = "laptop"
-        sessions.append(rs)
+        sessions.append(rewrite(cs, i, "laptop", laptop.ip, laptop.mac, INET_IPS["cloud"],
+                                INET_MAC, 30000 + i))
     # Replayed TCP data segments keep payloads and order; bare ACK/SYN/FIN frames too.
     assert [d for d, _, _ in sessions[0].frames].count(1) >= 2
 
