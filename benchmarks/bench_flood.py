@@ -36,7 +36,6 @@ from topologies.controller import RyuProcess  # noqa: E402
 from topologies.mininet_net import HostProcess, build_net, wait_connected  # noqa: E402
 from topologies.netns import packet_socket  # noqa: E402
 
-EGW_FLAGS = str(REPO / "ryu_apps" / "egw_flags.py")
 
 
 def topo(sw: str):
@@ -146,7 +145,7 @@ def run_flood(ovs, sw: str, *, rate: float = 5000, seconds: float = 5.0,
               extra_args: list[str] | None = None) -> dict:
     """One run: idle probe, then probe during the flood; returns the figures."""
     workdir = Path(workdir or tempfile.mkdtemp(prefix="egw-flood-"))
-    args = ["--user-flags", EGW_FLAGS, "--noegw-wan-htb", "--egw-wan-port", f"{sw}-eth3",
+    args = ["--noegw-wan-htb", "--egw-wan-port", f"{sw}-eth3",
             "--egw-packet-in-rate", str(packet_in_rate), "--egw-max-sessions", str(max_sessions),
             "--egw-max-mirroring-per-port", str(per_port), "--egw-stats-interval", "0",
             *(["--egw-model", model] if model else []), *(extra_args or [])]

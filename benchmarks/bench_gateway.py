@@ -174,10 +174,9 @@ def main(argv=None) -> int:
     tmp = Path(tempfile.mkdtemp(prefix="egw-bench-"))
     probe = tmp / "probe.py"
     probe.write_text(PROBE)
-    flags = str(REPO / "ryu_apps" / "egw_flags.py")
     apps = {
         "egw": ([str(REPO / "ryu_apps" / "egw.py")],
-                ["--user-flags", flags, "--egw-model", str(bundle), "--egw-wan-port", f"{SW}-eth2",
+                ["--egw-model", str(bundle), "--egw-wan-port", f"{SW}-eth2",
                  "--egw-max-sessions", "100000", "--egw-stats-interval", "0",
                  "--egw-packet-in-rate", str(args.packet_in_rate),
                  "--egw-max-mirroring-per-port", str(args.max_mirroring_per_port)]),

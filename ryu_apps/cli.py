@@ -10,6 +10,14 @@ EGW_APP = Path(__file__).resolve().parent / "egw.py"
 EGW_FLAGS = Path(__file__).resolve().parent / "egw_flags.py"
 
 
+def with_user_flags(args: list[str]) -> list[str]:
+    """ryu-manager parses its command line before it loads any app: prepend
+    ``--user-flags egw_flags.py`` so that ``--egw-*`` options are known."""
+    if "--user-flags" in args:
+        return list(args)
+    return ["--user-flags", str(EGW_FLAGS), *args]
+
+
 def register(sub) -> None:
     p = sub.add_parser(
         "gateway",
@@ -25,9 +33,6 @@ def register(sub) -> None:
 
 def _run(args) -> int:
     exe = Path(sys.executable).parent / "ryu-manager"
-    extra = list(args.ryu_args)
-    if "--user-flags" not in extra:  # makes --egw-* options known on the command line
-        extra = ["--user-flags", str(EGW_FLAGS), *extra]
-    argv = [str(exe), *extra, str(EGW_APP)]
+    argv = [str(exe), *with_user_flags(args.ryu_args), str(EGW_APP)]
     os.execv(argv[0], argv)
     return 0  # not reached

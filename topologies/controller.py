@@ -15,10 +15,9 @@ import sys
 import time
 from pathlib import Path
 
-log = logging.getLogger(__name__)
+from ryu_apps.cli import EGW_APP, with_user_flags  # paths and argv only: no Ryu import
 
-EGW_APP = Path(__file__).resolve().parent.parent / "ryu_apps" / "egw.py"
-EGW_FLAGS = EGW_APP.with_name("egw_flags.py")
+log = logging.getLogger(__name__)
 
 
 class ControllerError(RuntimeError):
@@ -50,10 +49,8 @@ class RyuProcess:
                  wait_for: str = "of"):
         self.apps = apps or [str(EGW_APP)]
         self.extra_args = list(extra_args or [])
-        if any(a.startswith("--egw-") for a in self.extra_args) and \
-                "--user-flags" not in self.extra_args:
-            # ryu-manager parses its command line before loading apps: declare our options.
-            self.extra_args = ["--user-flags", str(EGW_FLAGS), *self.extra_args]
+        if any(a.startswith(("--egw-", "--noegw-")) for a in self.extra_args):
+            self.extra_args = with_user_flags(self.extra_args)
         self.of_port = of_port or free_port()
         self.ws_port = ws_port or free_port()
         self.log_path = Path(log_path) if log_path else Path(f"/tmp/egw-ryu-{self.of_port}.log")

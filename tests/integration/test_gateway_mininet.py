@@ -19,7 +19,6 @@ from topologies.controller import RyuProcess
 from topologies.mininet_net import HostProcess, build_net, wait_connected
 
 SW = "egwg1"
-EGW_FLAGS = str(__import__("ryu_apps.egw_flags", fromlist=["x"]).__file__)
 
 POLICY = """\
 version: 1
@@ -114,7 +113,7 @@ def test_gateway_classifies_and_enforces(ovs, mininet_slot, tmp_path, demo_bundl
     tool = tmp_path / "tool.py"
     tool.write_text(TOOL)
     py = sys.executable
-    args = ["--user-flags", EGW_FLAGS, "--egw-model", str(demo_bundle),
+    args = ["--egw-model", str(demo_bundle),
             "--egw-policy", str(policy), "--egw-wan-port", f"{SW}-eth3",
             "--egw-policy-watch", "0.5"]
     with RyuProcess(extra_args=args, log_path=tmp_path / "ryu.log") as ryu:

@@ -28,7 +28,6 @@ from topologies.controller import RyuProcess
 from topologies.mininet_net import HostProcess, build_net, wait_connected
 
 SW = "egwr1"
-EGW_FLAGS = str(__import__("ryu_apps.egw_flags", fromlist=["x"]).__file__)
 
 
 class RestartTopo(Topo):
@@ -87,7 +86,7 @@ def test_controller_restart_keeps_sessions_and_relearns(ovs, mininet_slot, tmp_p
     tool = tmp_path / "tool.py"
     tool.write_text(TOOL)
     py = sys.executable
-    args = ["--user-flags", EGW_FLAGS, "--egw-model", str(bundle), "--egw-policy", str(policy),
+    args = ["--egw-model", str(bundle), "--egw-policy", str(policy),
             "--egw-wan-port", f"{SW}-eth3", "--noegw-wan-htb", "--egw-policy-watch", "0.5",
             "--egw-model-watch", "0.5", "--egw-stats-interval", "0"]
     ryu = RyuProcess(extra_args=args, log_path=tmp_path / "ryu1.log").start()
