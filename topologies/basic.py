@@ -50,7 +50,6 @@ def run(duration: float = 3.0, report_dir: Path | None = None, hosts: int = 3) -
                 h1, h2 = net.get("h1", "h2")
                 server = iperf3_server(h2, 5201)
                 try:
-                    time.sleep(0.3)
                     rc, out = iperf3_client(h1, h2.IP(), 5201, duration).wait(
                         timeout=duration + 30)
                 finally:

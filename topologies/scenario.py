@@ -217,7 +217,6 @@ def _qos_phase(net, cfg: ScenarioConfig, name: str, gw: GatewayClient,
     cam_srv, bulk_srv = iperf3_server(inet, CAMERA_PORT), iperf3_server(inet, BULK_PORT)
     servers = [cam_srv, bulk_srv, probe_server(inet, PROBE_PORT, d + 30)]
     try:
-        time.sleep(0.5)
         t_cam = time.monotonic()
         cam = iperf3_client(camera, cloud, CAMERA_PORT, d, udp_kbps=cfg.camera_send_kbps)
         probe = probe_client(bpm, cloud, PROBE_PORT, d, rate=cfg.probe_rate, sport=PROBE_SPORT)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from dataclasses import dataclass, field
 
 from topologies.mininet_net import HostProcess
@@ -23,9 +24,23 @@ class FlowResult:
     extra: dict = field(default_factory=dict)
 
 
+def wait_listening(host, port: int, udp: bool = False, timeout: float = 5.0) -> None:
+    """Return once something in ``host``'s namespace listens on ``port``: a client started
+    earlier is refused, and iperf3 3.12 with ``-J`` then exits 0 with only an error."""
+    deadline = time.monotonic() + timeout
+    while not host.cmd(f"ss -H{'u' if udp else 't'}ln sport = :{port}").strip():
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"nothing listens on {'udp' if udp else 'tcp'} port {port} "
+                               f"in {host.name} after {timeout:.0f} s")
+        time.sleep(0.05)
+
+
 def iperf3_server(host, port: int, interval: float = 0.5) -> HostProcess:
-    """One-test iperf3 server printing JSON: its intervals are what was *received*."""
-    return HostProcess(host, ["iperf3", "-s", "-p", str(port), "-1", "-J", "-i", str(interval)])
+    """One-test iperf3 server printing JSON (its intervals are what was *received*),
+    listening when this returns."""
+    proc = HostProcess(host, ["iperf3", "-s", "-p", str(port), "-1", "-J", "-i", str(interval)])
+    wait_listening(host, port)
+    return proc
 
 
 def iperf3_client(host, dst: str, port: int, duration: float, *, udp_kbps: int = 0,
@@ -68,8 +83,10 @@ def parse_iperf3(name: str, device: str, kind: str, rc: int, out: str) -> FlowRe
 
 
 def probe_server(host, port: int, duration: float) -> HostProcess:
-    return HostProcess(host, [sys.executable, "-m", "topologies.probe", "server",
+    proc = HostProcess(host, [sys.executable, "-m", "topologies.probe", "server",
                               "--port", str(port), "--duration", str(duration)])
+    wait_listening(host, port, udp=True)
+    return proc
 
 
 def probe_client(host, dst: str, port: int, duration: float, rate: float = 20.0,

@@ -1,13 +1,12 @@
 """Foundation: the real ``ryu-manager ryu_apps/egw.py`` forwards ping and TCP on OVS."""
 from __future__ import annotations
 
-import json
-
 import pytest
 from mininet.topo import Topo
 
 from topologies.controller import RyuProcess
-from topologies.mininet_net import HostProcess, build_net, wait_connected
+from topologies.mininet_net import build_net, wait_connected
+from topologies.traffic import iperf3_client, iperf3_server, parse_iperf3
 
 
 class TwoHosts(Topo):
@@ -28,15 +27,12 @@ def test_ping_and_iperf3_through_egw(ovs, mininet_slot, tmp_path):
             out = h1.cmd("ping -c 3 -i 0.2 -W 2", h2.IP())
             assert " 0% packet loss" in out, out + ryu.log_tail()
 
-            server = HostProcess(h2, ["iperf3", "-s", "-1", "-p", "5201"])
+            server = iperf3_server(h2, 5201)
             try:
-                client = HostProcess(h1, ["iperf3", "-c", h2.IP(), "-p", "5201", "-t", "2",
-                                          "-J"])
-                rc, out = client.wait(timeout=30)
-                assert rc == 0, out
-                result = json.loads(out)
-                bps = result["end"]["sum_received"]["bits_per_second"]
-                assert bps > 1e6, f"TCP through the gateway only reached {bps:.0f} bit/s"
+                rc, out = iperf3_client(h1, h2.IP(), 5201, 2).wait(timeout=30)
+                flow = parse_iperf3("fh1->fh2", "fh1", "tcp", rc, out)
+                assert rc == 0 and not flow.error, out
+                assert flow.mbps > 1, f"TCP through the gateway only reached {flow.mbps} Mbit/s"
             finally:
                 server.stop()
 

@@ -17,6 +17,7 @@ from mininet.topo import Topo
 
 from topologies.controller import RyuProcess
 from topologies.mininet_net import HostProcess, build_net, wait_connected
+from topologies.traffic import iperf3_server
 
 SW = "egwg1"
 
@@ -146,8 +147,7 @@ def test_gateway_classifies_and_enforces(ovs, mininet_slot, tmp_path, demo_bundl
             assert seqs == [0], f"dropped session passed {seqs}\n" + ryu.log_tail()
 
             # streaming (iperf3 UDP): metered at 5000 kbit/s.
-            iperf_srv = HostProcess(wan, ["iperf3", "-s", "-1", "-p", "5202", "-J"])
-            time.sleep(0.5)
+            iperf_srv = iperf3_server(wan, 5202)
             client = HostProcess(h1, ["iperf3", "-c", wan.IP(), "-p", "5202", "-u", "-b", "20M",
                                       "-l", "1200", "-t", "4", "-J"])
             rc, cout = client.wait(timeout=40)

@@ -26,6 +26,7 @@ from mininet.topo import Topo
 from tests.integration.test_gateway_mininet import POLICY, TOOL
 from topologies.controller import RyuProcess
 from topologies.mininet_net import HostProcess, build_net, wait_connected
+from topologies.traffic import iperf3_server
 
 SW = "egwr1"
 
@@ -107,8 +108,7 @@ def test_controller_restart_keeps_sessions_and_relearns(ovs, mininet_slot, tmp_p
 
         # Two long sessions across the restart: voip (EF) 50 pkt/s, streaming (metered).
         recv = HostProcess(wan, [py, str(tool), "udp_recv", "6000", "13"])
-        ipsrv = HostProcess(wan, ["iperf3", "-s", "-1", "-p", "5202", "-J"])
-        time.sleep(0.4)
+        ipsrv = iperf3_server(wan, 5202)
         send = HostProcess(h1, [py, str(tool), "udp_send", wan.IP(), "6000",
                                 PREFIX["voip"].hex(), "520"])
         ipcli = HostProcess(h2, ["iperf3", "-c", wan.IP(), "-p", "5202", "-u", "-b", "1M",
@@ -161,8 +161,7 @@ def test_controller_restart_keeps_sessions_and_relearns(ovs, mininet_slot, tmp_p
         assert base2 == base1, (flows1, flows2)
 
         # a new session of the metered class reuses the restored class meter
-        ipsrv = HostProcess(wan, ["iperf3", "-s", "-1", "-p", "5203", "-J"])
-        time.sleep(0.4)
+        ipsrv = iperf3_server(wan, 5203)
         rc, _ = HostProcess(h1, ["iperf3", "-c", wan.IP(), "-p", "5203", "-u", "-b", "1M",
                                  "-l", "1000", "-t", "1", "-J"]).wait(timeout=20)
         ipsrv.wait(timeout=10)
