@@ -196,7 +196,7 @@ def audit(ds, probe: bool = True, max_train: int = 5000) -> dict[str, Any]:
             "duplicates_within_train": rep["duplicates_within_train"],
             "vectors_with_several_labels": rep["vectors_with_several_labels"],
             "probe": {k: p[k] for k in ("macro_f1", "accuracy", "majority_accuracy", "skipped",
-                                         "header_bytes", "scored_on") if k in p}}
+                                         "header", "scored_on") if k in p}}
 
 
 def split_counts(ds) -> dict[str, dict[str, int]]:

@@ -35,7 +35,9 @@ def hw_line(r: dict) -> str:
 def audit_line(a: dict) -> str:
     d = a["duplicates_across_splits"]
     p = a["probe"]
-    probe = (f"shortcut probe (RandomForest on the first {p['header_bytes']} bytes) macro-F1 "
+    seen = (f"the first {p['header_bytes']} bytes" if "header_bytes" in p
+            else "the whole headers, options included")
+    probe = (f"shortcut probe (RandomForest on {seen}) macro-F1 "
              f"**{p['macro_f1']:.2f}**, accuracy {p['accuracy']:.2f} (majority class {p['majority_accuracy']:.2f})"
              if "macro_f1" in p else f"shortcut probe: {p.get('skipped')}")
     return (f"sessions in more than one split: {a['sessions_in_several_splits']}; identical vectors "

@@ -3,9 +3,11 @@
 Reports per-class counts per split; sessions present in more than one split;
 exact duplicate sample vectors shared across splits (train/val, train/test,
 val/test) and within train; vectors that occur under more than one label; and a
-*shortcut probe*: a small RandomForest trained on the header bytes alone (the
-first ``header_bytes`` bytes of each packet, i.e. what masking left of the IP and
-transport headers) and scored on the test split. A probe far above the
+*shortcut probe*: a small RandomForest trained on the header bytes alone (every
+byte of each packet's IP and transport header, TCP options included, i.e. what
+masking left of them; ``classifier.fields`` finds them) and scored on the
+validation split; and, on request, per-field *permutation importance*: which
+header fields and payload byte ranges a model leans on. A probe far above the
 majority-class baseline means the headers still carry class information that is
 not the application's payload (e.g. lengths, windows, ports); compare it with a
 full model's score. Needs scikit-learn (the ``train`` extra); says so if absent.
@@ -17,20 +19,26 @@ from typing import Any
 import numpy as np
 
 from classifier.dataset import SPLIT_NAMES, Dataset
+from classifier.fields import dataset_fields, field_names, header_mask, permute_field
 from classifier.splits import row_hashes
 
-def _header_features(ds: Dataset, header_bytes: int) -> np.ndarray | None:
-    pre = ds.preprocess
-    if pre.layers != "all":
-        return None
-    X = ds.X
-    if pre.repr == "kpackets":
-        return X[:, :, :min(header_bytes, pre.n_bytes)].reshape(len(X), -1)
-    flat = X.reshape(len(X), -1)
-    return flat[:, :min(header_bytes, flat.shape[1])]
+SPLIT_CODES = {"val": 1, "test": 2}
 
-def audit_dataset(ds: Dataset, probe: bool = True, header_bytes: int = 40, seed: int = 0,
-                  max_train: int = 20000) -> dict[str, Any]:
+def _header_features(ds: Dataset, fields) -> np.ndarray | None:
+    """Every sample with all but its IP and transport header bytes (options included) zeroed:
+    what the probe sees. None for payload-only datasets."""
+    if ds.preprocess.layers != "all":
+        return None
+    flat = ds.X.reshape(len(ds.X), -1)
+    return np.where(header_mask(fields, flat.shape[1]), flat, np.float32(0))
+
+
+def audit_dataset(ds: Dataset, probe: bool = True, seed: int = 0, max_train: int = 20000,
+                  importance: bool = False, model: str | None = None, split: str = "val",
+                  repeats: int = 2) -> dict[str, Any]:
+    """The leakage report. ``probe``: a forest on header bytes only; ``importance``: per-field
+    permutation importance of ``model`` (a bundle directory) or, without one, of a forest
+    on the whole sample, scored on ``split`` (val by default: the test split stays unread)."""
     rep: dict[str, Any] = {"path": ds.path, "samples": int(len(ds.X)), "labels": ds.labels,
                            "repr": ds.preprocess.repr, "layers": ds.preprocess.layers,
                            "counts": ds.counts()}
@@ -56,19 +64,40 @@ def audit_dataset(ds: Dataset, probe: bool = True, header_bytes: int = 40, seed:
     rep["duplicates_within_train"] = n_train - len(by_split[0])
     rep["vectors_with_several_labels"] = sum(1 for v in labels_of.values() if len(v) > 1)
     # shortcut probe
-    rep["probe"] = _probe(ds, header_bytes, seed, max_train) if probe else {"skipped": "disabled (--no-probe)"}
+    fields = dataset_fields(ds.X, ds.preprocess) if (probe or importance) else None
+    rep["probe"] = (_probe(ds, fields, seed, max_train, split) if probe
+                    else {"skipped": "disabled (--no-probe)"})
+    if importance:
+        rep["importance"] = field_importance(ds, fields, model, split, seed, max_train, repeats)
     return rep
 
-def _probe(ds: Dataset, header_bytes: int, seed: int, max_train: int) -> dict[str, Any]:
-    feats = _header_features(ds, header_bytes)
+def _scored_rows(ds: Dataset, split: str) -> tuple[np.ndarray, str]:
+    """Rows of ``split`` (val or test), falling back to the other one when it is empty."""
+    want = SPLIT_CODES[split]
+    other = 2 if want == 1 else 1
+    if np.any(ds.split == want):
+        return ds.split == want, split
+    return ds.split == other, SPLIT_NAMES[other]
+
+
+def _probe(ds: Dataset, fields, seed: int, max_train: int, split: str) -> dict[str, Any]:
+    feats = _header_features(ds, fields)
     if feats is None:
         return {"skipped": "layers=l7: X holds no header bytes, nothing to probe"}
     tr = ds.split == 0
-    te = ds.split == 2 if np.any(ds.split == 2) else ds.split == 1
+    te, scored_on = _scored_rows(ds, split)
     if not tr.any() or not te.any():
-        return {"skipped": "needs samples in train and in test (or val)"}
+        return {"skipped": "needs samples in train and in val (or test)"}
     varying = np.flatnonzero(feats[tr].std(0) > 0)
-    out: dict[str, Any] = {"header_bytes": header_bytes, "features": int(feats.shape[1]),
+    flat = ds.X.reshape(len(ds.X), -1)
+    values: dict[str, set] = {}
+    for i in np.flatnonzero(tr)[:5000]:
+        for nm, a, z in fields[i]:
+            if not nm.startswith(("payload", "pkt.")):
+                values.setdefault(nm, set()).add(flat[i, a:z].tobytes())
+    varying_fields = sorted(nm for nm, v in values.items() if len(v) > 1)
+    out: dict[str, Any] = {"header": "whole IP + transport header of every packet, options included",
+                           "features": int(feats.shape[1]), "varying_fields": varying_fields,
                            "varying_positions": varying.tolist()[:200]}
     try:
         from sklearn.ensemble import RandomForestClassifier
@@ -87,7 +116,7 @@ def _probe(ds: Dataset, header_bytes: int, seed: int, max_train: int) -> dict[st
     maj = np.bincount(ds.y[tri]).argmax()
     out.update({
         "model": "RandomForest(100 trees) on header bytes only",
-        "scored_on": "test" if np.any(ds.split == 2) else "val",
+        "scored_on": scored_on,
         "macro_f1": round(float(f1_score(yt, pred, average="macro")), 4),
         "accuracy": round(float(accuracy_score(yt, pred)), 4),
         "majority_accuracy": round(float(np.mean(yt == maj)), 4),
@@ -95,6 +124,53 @@ def _probe(ds: Dataset, header_bytes: int, seed: int, max_train: int) -> dict[st
         "chance_macro_f1": round(1.0 / max(1, len(np.unique(yt))), 4),
     })
     return out
+
+def field_importance(ds: Dataset, fields, model: str | None, split: str, seed: int,
+                     max_train: int, repeats: int = 2) -> dict[str, Any]:
+    """Permutation importance per header field / payload range: the drop in macro-F1 when
+    that field's bytes are shuffled across the scored samples (all packets at once)."""
+    try:
+        from sklearn.metrics import f1_score
+    except ImportError:
+        return {"skipped": "scikit-learn not installed (pip install 'sdn-egw[train]')"}
+    rows, scored_on = _scored_rows(ds, split)
+    idx = np.flatnonzero(rows)
+    if not len(idx):
+        return {"skipped": "no val or test samples"}
+    shape = ds.X.shape[1:]
+    if model:
+        from classifier.bundle import load_bundle
+        b = load_bundle(model)
+        if b.preprocess.to_dict() != ds.preprocess.to_dict():
+            return {"skipped": f"{model}: the bundle's preprocess.json differs from the dataset's"}
+        predict, what = (lambda x: b.predict(x.reshape(len(x), *shape)).argmax(1)), f"bundle {model} (LiteRT)"
+    else:
+        from sklearn.ensemble import RandomForestClassifier
+        rng = np.random.default_rng(seed)
+        tri = np.flatnonzero(ds.split == 0)
+        if len(tri) > max_train:
+            tri = np.sort(rng.choice(tri, size=max_train, replace=False))
+        clf = RandomForestClassifier(n_estimators=100, random_state=seed, n_jobs=1)
+        clf.fit(ds.X[tri].reshape(len(tri), -1), ds.y[tri])
+        predict, what = clf.predict, "RandomForest(100 trees) on the whole sample"
+    flat = ds.X[idx].reshape(len(idx), -1)
+    sub = [fields[i] for i in idx]
+    y = ds.y[idx]
+    base = float(f1_score(y, predict(flat), average="macro"))
+    rng = np.random.default_rng(seed)
+    out = []
+    for name in field_names(sub):
+        drops = []
+        for _ in range(repeats):
+            xp = permute_field(flat, sub, name, rng)
+            drops.append(base - float(f1_score(y, predict(xp), average="macro")))
+        n = sum(1 for spans in sub if any(nm == name for nm, _a, _z in spans))
+        out.append({"field": name, "macro_f1_drop": round(float(np.mean(drops)), 4),
+                    "samples_with_field": n})
+    out.sort(key=lambda r: -r["macro_f1_drop"])
+    return {"model": what, "scored_on": scored_on, "repeats": repeats,
+            "baseline_macro_f1": round(base, 4), "fields": out}
+
 
 def format_audit(rep: dict[str, Any]) -> str:
     from classifier.build import format_counts
@@ -109,28 +185,21 @@ def format_audit(rep: dict[str, Any]) -> str:
                  f"vectors under more than one label: {rep['vectors_with_several_labels']}")
     p = rep["probe"]
     if "macro_f1" in p:
-        lines.append(f"shortcut probe ({p['model']}, first {p['header_bytes']} bytes/packet, "
-                     f"{len(p['varying_positions'])} positions vary): macro-F1 {p['macro_f1']:.3f}, "
+        lines.append(f"shortcut probe ({p['model']}, whole headers with options, "
+                     f"{len(p['varying_fields'])} fields vary): macro-F1 {p['macro_f1']:.3f}, "
                      f"accuracy {p['accuracy']:.3f} on {p['scored_on']} "
                      f"(majority class: accuracy {p['majority_accuracy']:.3f}, macro-F1 "
                      f"{p['majority_macro_f1']:.3f})")
-        if p["varying_positions"]:
-            lines.append(f"  header byte positions still varying after masking: {_ranges(p['varying_positions'])}")
+        if p["varying_fields"]:
+            lines.append(f"  header fields still varying after masking: {', '.join(p['varying_fields'])}")
     else:
         lines.append(f"shortcut probe skipped: {p.get('skipped')}")
+    imp = rep.get("importance")
+    if imp and "fields" in imp:
+        lines.append(f"permutation importance ({imp['model']}, {imp['scored_on']} split, macro-F1 "
+                     f"{imp['baseline_macro_f1']:.3f}; drop when the field is shuffled across samples):")
+        for r in imp["fields"][:15]:
+            lines.append(f"  {r['field']:<32} {r['macro_f1_drop']:+.4f}  ({r['samples_with_field']} samples)")
+    elif imp:
+        lines.append(f"permutation importance skipped: {imp.get('skipped')}")
     return "\n".join(lines)
-
-def _ranges(pos: list[int]) -> str:
-    out, start, prev = [], None, None
-    for p in pos:
-        if start is None:
-            start = prev = p
-        elif p == prev + 1:
-            prev = p
-        else:
-            out.append(f"{start}-{prev}" if start != prev else str(start))
-            start = prev = p
-    if start is not None:
-        out.append(f"{start}-{prev}" if start != prev else str(start))
-    return ", ".join(out)
-

@@ -9,7 +9,8 @@ from classifier.dataerrors import DataError
 
 MASK_FIELDS = {"addresses": "zero_addresses", "ip-id": "zero_ip_id", "ttl": "zero_ttl",
                "checksums": "zero_checksums", "seq-ack": "zero_seq_ack",
-               "flow-label": "zero_flow_label", "udp-pad": "pad_udp"}
+               "flow-label": "zero_flow_label", "tcp-option-counters": "zero_tcp_option_counters",
+               "udp-pad": "pad_udp"}
 FILTER_FIELDS = {"chatter": "drop_chatter", "no-payload": "drop_no_payload",
                  "duplicates": "drop_duplicates", "retransmissions": "drop_retransmissions"}
 
@@ -57,12 +58,21 @@ def register(subparsers) -> None:
 
     a = sub.add_parser("audit", help="leakage report: duplicates across splits, shortcut probe",
                        description="Report per-class counts, sessions and exact duplicate vectors shared "
-                       "across splits, and how well a RandomForest does on header bytes alone "
-                       "(shortcut probe; needs scikit-learn).",
+                       "across splits, how well a RandomForest does on header bytes alone "
+                       "(shortcut probe: whole IP and transport headers, TCP options included), "
+                       "and with --importance which header fields a model leans on "
+                       "(needs scikit-learn).",
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     a.add_argument("dataset", metavar="FILE.npz")
     a.add_argument("--no-probe", action="store_true", help="skip the shortcut probe")
-    a.add_argument("--header-bytes", type=int, default=40, help="bytes per packet the probe sees")
+    a.add_argument("--importance", action="store_true",
+                   help="per-field permutation importance: which header fields and payload byte "
+                   "ranges the model leans on")
+    a.add_argument("--model", metavar="DIR", help="with --importance: score this bundle (LiteRT) "
+                   "instead of a forest fitted on the whole sample")
+    a.add_argument("--split", default="val", choices=["val", "test"],
+                   help="split the probe and the importance are scored on")
+    a.add_argument("--repeats", type=int, default=2, help="shuffles per field (--importance)")
     a.add_argument("--seed", type=int, default=0)
     a.add_argument("--json", action="store_true", help="print the report as JSON")
     a.set_defaults(func=cmd_audit)
@@ -134,7 +144,8 @@ def cmd_build(args) -> int:
 def cmd_audit(args) -> int:
     from classifier.audit import audit_dataset, format_audit
     from classifier.dataset import load_dataset
-    rep = audit_dataset(load_dataset(args.dataset), probe=not args.no_probe,
-                        header_bytes=args.header_bytes, seed=args.seed)
+    rep = audit_dataset(load_dataset(args.dataset), probe=not args.no_probe, seed=args.seed,
+                        importance=args.importance or bool(args.model), model=args.model,
+                        split=args.split, repeats=args.repeats)
     print(json.dumps(rep, indent=2) if args.json else format_audit(rep))
     return 0

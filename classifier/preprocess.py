@@ -40,7 +40,9 @@ from classifier.representations import (deepnfv_image, first_k_packets,
 
 REPRS = ("packet1480", "session784", "image900", "kpackets")
 DEFAULT_BYTES = {"packet1480": 1480, "session784": 784, "image900": 900, "kpackets": 100}
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+#: format 1 (before TCP option counters were masked) is read as it was made: no option masking
+READABLE_VERSIONS = (1, 2)
 
 Packet = tuple[float, bytes, int]
 
@@ -100,9 +102,9 @@ class Preprocess:
             raise PreprocessError(f"image900 needs a square n_bytes (e.g. 900), not {self.n_bytes}")
         if not isinstance(self.idle_timeout, (int, float)) or self.idle_timeout <= 0:
             raise PreprocessError(f"idle_timeout must be a positive number, not {self.idle_timeout!r}")
-        if self.format_version != FORMAT_VERSION:
+        if self.format_version not in READABLE_VERSIONS:
             raise PreprocessError(f"format_version {self.format_version!r} is not supported "
-                                  f"(this code reads {FORMAT_VERSION})")
+                                  f"(this code reads {', '.join(map(str, READABLE_VERSIONS))})")
 
     # ---- (de)serialisation -------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -110,6 +112,11 @@ class Preprocess:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "Preprocess":
+        if isinstance(d, dict) and d.get("format_version", 1) == 1:
+            # a bundle or dataset made before TCP option counters were masked: keep its vectors
+            mask = d.get("mask", {})
+            if isinstance(mask, dict) and "zero_tcp_option_counters" not in mask:
+                d = {**d, "mask": {**mask, "zero_tcp_option_counters": False}}
         return _sub(cls, d)
 
     def to_json(self, path: str | os.PathLike) -> None:
