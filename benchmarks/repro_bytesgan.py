@@ -104,7 +104,7 @@ def pick(y, per_class, seed, exclude=None):
 
 
 def run_gan(ds, lab, unlab, epochs, seed, batch, steps=None):
-    from classifier.nn import bytesgan
+    from classifier.nn import bytesgan, loop
     from classifier.nn.common import set_seed
     set_seed(seed)
     tr = np.flatnonzero(ds.split == 0)
@@ -115,12 +115,12 @@ def run_gan(ds, lab, unlab, epochs, seed, batch, steps=None):
     hist = gan.fit(ds.X[tr[lab]], ds.y[tr[lab]], ds.X[tr[unlab]] if len(unlab) else None,
                    epochs=epochs, batch_size=batch, X_val=ds.X[va], y_val=ds.y[va], seed=seed,
                    progress=False, steps_per_epoch=steps, log=lambda *a: None)
-    p = gan.classifier.predict(ds.X[te], batch_size=1024, verbose=0)
+    p = loop.predict(gan.classifier, ds.X[te])
     return rc.score(p, ds.y[te], ds.session[te], ds.labels), hist
 
 
 def run_cnn(ds, lab, epochs, seed):
-    from classifier.nn import cnn
+    from classifier.nn import cnn, loop
     from classifier.nn.common import set_seed
     set_seed(seed)
     tr = np.flatnonzero(ds.split == 0)
@@ -130,7 +130,7 @@ def run_cnn(ds, lab, epochs, seed):
     m = cnn.build(ds.X.shape[1:], K, learning_rate=cnn.DEFAULTS["learning_rate"])
     hist = rc.fit(m, ds.X[tr[lab]], ds.y[tr[lab]], ds.X[va], ds.y[va], epochs,
                   cnn.DEFAULTS["batch_size"], K)
-    p = m.predict(ds.X[te], batch_size=1024, verbose=0)
+    p = loop.predict(m, ds.X[te])
     return rc.score(p, ds.y[te], ds.session[te], ds.labels), hist
 
 

@@ -12,7 +12,6 @@ all come from ``classifier``.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import sys
@@ -235,7 +234,9 @@ def short(r: dict) -> dict:
 
 # ---------------------------------------------------------------- keras fitting
 def fit(model, Xtr, ytr, Xva, yva, epochs: int, batch_size: int, n_classes: int, patience: int = 4):
-    """``model.fit`` with the project's class weights, early stopping and LR reduction on val loss."""
+    """The project's training loop (``classifier.nn.loop``, no tf.data) with class weights,
+    early stopping and LR reduction on val loss."""
+    from classifier.nn import loop
     from classifier.nn.common import keras
     from classifier.train import class_weights
     cbs = []
@@ -244,10 +245,10 @@ def fit(model, Xtr, ytr, Xva, yva, epochs: int, batch_size: int, n_classes: int,
                                              restore_best_weights=True),
                keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5,
                                                  patience=max(1, patience // 2), min_lr=1e-5)]
-    h = model.fit(Xtr, ytr, validation_data=(Xva, yva) if len(yva) else None, epochs=epochs,
-                  batch_size=batch_size, class_weight=class_weights(ytr, n_classes), callbacks=cbs,
-                  verbose=0, shuffle=True)
-    return {k: [float(x) for x in v] for k, v in h.history.items()}
+    cw = class_weights(ytr, n_classes)
+    batches = loop.Batches(Xtr, ytr, np.array([cw[int(c)] for c in ytr], np.float32), batch_size)
+    return loop.fit(model, batches, epochs, validation=(Xva, yva) if len(yva) else None,
+                    callbacks=cbs)
 
 
 # ---------------------------------------------------------------- output

@@ -69,7 +69,7 @@ def preprocess(protocol: str):
 
 
 def run(ds, S, seed):
-    from classifier.nn import cart, deepnfv
+    from classifier.nn import cart, deepnfv, loop
     from classifier.nn.common import hardware_report, public_report, set_seed
     set_seed(seed)
     tr = np.flatnonzero(ds.split == 0)
@@ -78,7 +78,7 @@ def run(ds, S, seed):
     K = len(ds.labels)
     m = deepnfv.build(ds.X.shape[1:], K, learning_rate=deepnfv.DEFAULTS["learning_rate"])
     hist = rc.fit(m, ds.X[tr], ds.y[tr], ds.X[va], ds.y[va], S["epochs"], deepnfv.DEFAULTS["batch_size"], K)
-    p_cnn = m.predict(ds.X[te], batch_size=1024, verbose=0)
+    p_cnn = loop.predict(m, ds.X[te])
     tree = cart.fit_tree(ds.X[tr], ds.y[tr], K, seed=seed, max_depth=cart.DEFAULTS["max_depth"])
     pt = tree.predict_proba(ds.X[te].reshape(len(te), -1))
     p_cart = np.zeros((len(te), K), np.float32)

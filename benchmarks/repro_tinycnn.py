@@ -83,7 +83,7 @@ def vpn_type_mapping(data: Path, apps: Path) -> dict[str, str]:
 
 def search_and_score(ds, S, seed, dedup_test=False):
     from classifier.export import to_tflite, to_tflite_int8
-    from classifier.nn import tiny_nas
+    from classifier.nn import loop, tiny_nas
     from classifier.nn.common import hardware_report, public_report, set_seed
     from classifier.splits import row_hashes
     from classifier.train import class_weights
@@ -98,7 +98,7 @@ def search_and_score(ds, S, seed, dedup_test=False):
                           learning_rate=tiny_nas.DEFAULTS["learning_rate"], seed=seed,
                           limits=S["limits"], groups=ds.session[tr],
                           class_weight=class_weights(ds.y[tr], K), log=lambda *a: None)
-    p = res.model.predict(ds.X[te], batch_size=1024, verbose=0)
+    p = loop.predict(res.model, ds.X[te])
     out = {"test": rc.summarize(ds.y[te], p.argmax(1), ds.labels)}
     if dedup_test:
         seen = set(row_hashes(ds.X[tr]))

@@ -5,11 +5,8 @@ docs/models.md and read by :mod:`classifier.bundle`.
 """
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import sys
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -17,32 +14,7 @@ import numpy as np
 
 from classifier.bundle import (CARD_FILE, FLOAT_MODEL, INT8_MODEL, LABELS_FILE,
                                PREPROCESS_FILE)
-from classifier.nn.common import keras, tf
-
-
-@contextlib.contextmanager
-def quiet_fds():
-    """Silence the converter's stdout/stderr chatter (C++ and Python) unless EGW_VERBOSE is set."""
-    if os.environ.get("EGW_VERBOSE"):
-        yield
-        return
-    sys.stdout.flush()
-    sys.stderr.flush()
-    saved = [os.dup(1), os.dup(2)]
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    try:
-        os.dup2(devnull, 1)
-        os.dup2(devnull, 2)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            yield
-    finally:
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os.dup2(saved[0], 1)
-        os.dup2(saved[1], 2)
-        for fd in saved + [devnull]:
-            os.close(fd)
+from classifier.nn.common import keras, quiet_fds, tf
 
 
 def _converter(model):
@@ -154,5 +126,7 @@ def update_card(out_dir, **fields) -> dict:
 def load_keras(path):
     """Load a saved ``model.keras`` (custom layers registered on import of the model modules)."""
     import classifier.nn.bytesgan  # noqa: F401  (registers RealProbability)
+    import classifier.nn.knn  # noqa: F401  (registers NearestNeighbours)
+    import classifier.nn.tinykp  # noqa: F401  (registers ByteIndex)
 
     return keras.models.load_model(path)

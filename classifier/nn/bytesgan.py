@@ -25,6 +25,7 @@ import time
 import numpy as np
 
 from classifier.nn.common import flat_size, keras, tf
+from classifier.nn import loop
 
 DEFAULTS = {"epochs": 10, "batch_size": 256, "learning_rate": 2e-4}
 NOISE_DIM = 100
@@ -189,7 +190,7 @@ class ByteSGAN:
             for k, v in zip(("d_sup_loss", "d_adv_loss", "g_fm_loss", "g_adv_loss", "d_sup_acc"), m):
                 hist[k].append(float(v))
             if X_val is not None and len(X_val):
-                p = self.classifier.predict(np.asarray(X_val, np.float32), batch_size=1024, verbose=0)
+                p = loop.predict(self.classifier, np.asarray(X_val, np.float32))
                 yv = np.asarray(y_val)
                 hist["val_accuracy"].append(float((p.argmax(1) == yv).mean()))
                 hist["val_loss"].append(float(-np.mean(np.log(p[np.arange(len(yv)), yv] + 1e-8))))

@@ -1,9 +1,12 @@
 """Helpers shared by the model families (imports TensorFlow: training side only)."""
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import random
+import sys
+import warnings
 from typing import Any
 
 import numpy as np
@@ -13,10 +16,38 @@ def tf_quiet() -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
-tf_quiet()
+@contextlib.contextmanager
+def quiet_fds():
+    """Silence C++ and Python chatter on stdout/stderr (file descriptors 1 and 2) for the
+    duration, unless EGW_VERBOSE is set. Exceptions still propagate (and print after)."""
+    if os.environ.get("EGW_VERBOSE"):
+        yield
+        return
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = [os.dup(1), os.dup(2)]
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 1)
+        os.dup2(devnull, 2)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.dup2(saved[0], 1)
+        os.dup2(saved[1], 2)
+        for fd in saved + [devnull]:
+            os.close(fd)
 
-import keras  # noqa: E402
-import tensorflow as tf  # noqa: E402
+
+tf_quiet()
+# TensorFlow's C++ start-up logs INFO lines (oneDNN, CPU features) before absl reads
+# TF_CPP_MIN_LOG_LEVEL, so the level cannot filter them: keep them off the terminal.
+with quiet_fds():
+    import keras  # noqa: E402
+    import tensorflow as tf  # noqa: E402
 
 
 def set_seed(seed: int, deterministic: bool = True) -> None:
