@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 
 from classifier.dataerrors import DataError
 
@@ -107,7 +106,7 @@ def cmd_build(args) -> int:
 
     from classifier.build import build_from_captures, build_from_idx, format_counts
     from classifier.idx import is_idx_folder
-    argv = sys.argv[1:]
+    argv = args.argv
     if not args.out.endswith(".npz"):
         raise DataError(f"--out {args.out}: the dataset file name must end in .npz")
     if args.max_per_class is not None and args.max_per_class < 1:

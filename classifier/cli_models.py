@@ -4,8 +4,7 @@ from __future__ import annotations
 import shlex
 import sys
 
-MODEL_CHOICES = ("bytesgan", "cnn", "tiny", "nas", "deepnfv", "cart", "kpnet", "forest",
-                 "boosted")
+from classifier.train import MODELS as MODEL_CHOICES  # the module imports no TensorFlow at load
 
 
 def register(sub) -> None:
@@ -15,10 +14,10 @@ def register(sub) -> None:
         "model bundle (model.keras, model.tflite, model.int8.tflite, labels.json, preprocess.json, "
         "card.json, PNG plots). Needs the `train` extra (TensorFlow).")
     p.add_argument("--model", required=True, choices=MODEL_CHOICES,
-                   help="bytesgan (packet1480), cnn (packet1480/session784), tiny and nas "
-                   "(session784), deepnfv and cart (image900; cart takes any), kpnet (kpackets), "
-                   "forest (any; random forest run through LiteRT), boosted (any; gradient-boosted "
-                   "trees run through LiteRT, the default model)")
+                   help="tinykp (kpackets; the tiny CNN with a byte embedding, the default "
+                   "model), bytesgan (packet1480), cnn (packet1480/session784), tiny and nas "
+                   "(session784), deepnfv and cart (image900; cart takes any), kpnet and knn "
+                   "(kpackets), forest and boosted (any; trees run through LiteRT)")
     p.add_argument("--data", required=True, metavar="FILE.npz", help="dataset from `egw dataset build`")
     p.add_argument("--out", required=True, metavar="DIR", help="bundle directory to write")
     p.add_argument("--labeled-per-class", type=int, default=None, metavar="N",
@@ -45,9 +44,33 @@ def register(sub) -> None:
                    "per class each (default 100)")
     p.add_argument("--max-leaves", type=int, default=None, metavar="N",
                    help="leaves per tree (forest default 256, boosted default 15)")
+    p.add_argument("--max-seconds", type=float, default=None, metavar="S",
+                   help="training budget in wall-clock seconds: stop after the epoch that "
+                   "exceeds it (recorded in card.json)")
+    p.add_argument("--teacher", default=None, metavar="DIR",
+                   help="tinykp: distil from this bundle (e.g. a boosted model trained on the "
+                   "same dataset): its probabilities become half of the training targets")
+    p.add_argument("--workers", type=int, default=1, metavar="N",
+                   help="nas: worker processes that train a generation's children in parallel")
+    p.add_argument("--neighbours", type=int, default=None, metavar="K",
+                   help="knn: neighbours (default 5)")
     p.add_argument("--note", default=None, metavar="TEXT", help="free text stored in card.json")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=_train)
+
+    r = sub.add_parser(
+        "recipe", help="the commands that made a bundle, pointed at your captures",
+        description="Print (or run) the `egw dataset build` and `egw train` commands recorded in a "
+        "bundle's card.json, with their paths pointed at another capture folder: the same "
+        "representation, masking, split and family, trained on your data.")
+    r.add_argument("bundle", nargs="?", default=None, metavar="DIR",
+                   help="bundle directory (default: the embedded default model)")
+    r.add_argument("--input", metavar="DIR", help="captures, one subdirectory per class")
+    r.add_argument("--taxonomy", metavar="FILE", help="YAML mapping classes to capture directories")
+    r.add_argument("--workdir", metavar="DIR", default="runs/recipe",
+                   help="where the dataset (data.npz) and bundles (model/, teacher/) go")
+    r.add_argument("--run", action="store_true", help="run the commands (else print them)")
+    r.set_defaults(func=_recipe)
 
     e = sub.add_parser(
         "evaluate", help="score a model bundle through LiteRT on a dataset or a capture directory",
@@ -81,9 +104,39 @@ def _train(args) -> int:
                  max_flops=args.max_flops, max_tensor=args.max_tensor,
                  steps_per_epoch=args.steps_per_epoch, patience=args.patience,
                  trees=args.trees, max_leaves=args.max_leaves, note=args.note,
-                 command="egw " + " ".join(shlex.quote(a) for a in sys.argv[1:]))
+                 max_seconds=args.max_seconds, teacher=args.teacher, workers=args.workers,
+                 neighbours=args.neighbours,
+                 command="egw " + " ".join(shlex.quote(a) for a in args.argv))
     print(summary(card))
     print(f"wrote {args.out}")
+    return 0
+
+
+def _recipe(args) -> int:
+    import json
+    from pathlib import Path
+
+    from classifier.bundle import CARD_FILE, DEFAULT_BUNDLE_DIR
+    from classifier.recipe import RecipeError, format_commands, recipe, retarget
+
+    card_path = Path(args.bundle or DEFAULT_BUNDLE_DIR) / CARD_FILE
+    try:
+        card = json.loads(card_path.read_text())
+    except (OSError, ValueError) as exc:
+        raise RecipeError(f"{card_path}: cannot read: {exc}") from None
+    cmds = recipe(card, str(card_path))
+    if args.input:
+        cmds = retarget(cmds, args.input, args.workdir, args.taxonomy)
+    print(format_commands(cmds))
+    if args.run:
+        if not args.input:
+            raise RecipeError("--run needs --input (your captures)")
+        from egw_cli.main import main as egw
+        for argv in cmds:
+            print(f"\n$ egw {' '.join(argv)}", flush=True)
+            rc = egw(argv)
+            if rc:
+                return rc
     return 0
 
 

@@ -41,6 +41,11 @@ def report(y_true, y_pred, labels: list[str]) -> dict:
     }
 
 
+def macro_f1(y_true, y_pred, n_classes: int) -> float:
+    """Macro-F1 over the classes present in ``y_true`` (as ``report``)."""
+    return report(y_true, y_pred, [str(i) for i in range(n_classes)])["macro_f1"]
+
+
 def by_session(probs: np.ndarray, y: np.ndarray, session: np.ndarray):
     """Average the probabilities of all rows of a session: (probs, y, session ids), one row each.
 

@@ -16,7 +16,8 @@ import numpy as np
 
 from classifier.dataerrors import DatasetError
 
-MODELS = ("bytesgan", "cnn", "tiny", "nas", "deepnfv", "cart", "kpnet", "forest", "boosted")
+MODELS = ("bytesgan", "cnn", "tiny", "tinykp", "nas", "deepnfv", "cart", "kpnet", "knn", "forest",
+          "boosted")
 TREE_MODELS = ("forest", "cart", "boosted")
 
 # Representations each family accepts (None = any).
@@ -28,6 +29,8 @@ ACCEPTS = {
     "deepnfv": ("image900",),
     "cart": None,
     "kpnet": ("kpackets",),
+    "tinykp": ("kpackets",),
+    "knn": ("kpackets",),
     "forest": None,
     "boosted": None,
 }
@@ -102,7 +105,8 @@ def train(model: str, data: str, out: str, labeled_per_class: int | None = None,
           population: int = 3, max_params: int = 50_000, max_flops: int = 5_000_000,
           max_tensor: int = 25_000, steps_per_epoch: int | None = None, patience: int = 8,
           trees: int | None = None, max_leaves: int | None = None, note: str | None = None,
-          command: str | None = None, log=print) -> dict:
+          command: str | None = None, log=print, max_seconds: float | None = None,
+          teacher: str | None = None, workers: int = 1, neighbours: int | None = None) -> dict:
     """Train ``model`` on dataset ``data``; write the bundle to ``out``; return its card."""
     from classifier.dataset import load_dataset
     from classifier.metrics import calibrate_threshold, open_set, report
@@ -148,25 +152,30 @@ def train(model: str, data: str, out: str, labeled_per_class: int | None = None,
     save_keras = True
     ckpt = out_dir / "checkpoints" / "best.keras"
 
-    def fit_keras(m, defaults):
+    def fit_keras(m, defaults, Y=None, transform=None, schedule=False):
+        from classifier.nn import loop
+
         ep = epochs or defaults["epochs"]
         bs = batch_size or defaults["batch_size"]
-        steps = -(-len(Xl) // bs)
-        cbs = [
-            keras.callbacks.ModelCheckpoint(str(ckpt), monitor="val_loss", save_best_only=True),
-            # batch-norm statistics settle over the first epochs: no early stop before epoch 5
-            keras.callbacks.EarlyStopping(monitor="val_loss", patience=patience,
-                                          restore_best_weights=True,
-                                          start_from_epoch=min(5, ep // 3)),
-            keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5,
-                                              patience=max(2, patience // 2), min_lr=1e-5),
-            keras.callbacks.CSVLogger(str(out_dir / "checkpoints" / "history.csv")),
-            TqdmProgress(ep, steps, enabled=progress),
-        ]
-        h = m.fit(Xl, yl, validation_data=(Xv, yv) if len(va) else None, epochs=ep,
-                  batch_size=bs, class_weight=cw, callbacks=cbs if len(va) else cbs[-2:],
-                  verbose=0, shuffle=True)
-        return {k: [float(v) for v in vals] for k, vals in h.history.items()}, ep, bs
+        batches = loop.Batches(Xl, yl if Y is None else Y, np.array([cw[c] for c in yl], np.float32),
+                               bs, seed, transform)
+        val = (Xv, yv if Y is None else _one_hot(yv, K)) if len(va) else None
+        cbs = [keras.callbacks.CSVLogger(str(out_dir / "checkpoints" / "history.csv")),
+               TqdmProgress(ep, len(batches), enabled=progress)]
+        if val is not None:
+            cbs.insert(0, keras.callbacks.ModelCheckpoint(str(ckpt), monitor="val_loss",
+                                                          save_best_only=True))
+        if val is not None and not schedule:
+            # a learning-rate schedule (tinykp's cosine decay) runs its whole budget instead
+            cbs[1:1] = [
+                # batch-norm statistics settle over the first epochs: no early stop before epoch 5
+                keras.callbacks.EarlyStopping(monitor="val_loss", patience=patience,
+                                              restore_best_weights=True,
+                                              start_from_epoch=min(5, ep // 3)),
+                keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5,
+                                                  patience=max(2, patience // 2), min_lr=1e-5)]
+        h = loop.fit(m, batches, ep, validation=val, callbacks=cbs, max_seconds=max_seconds)
+        return h, ep, bs
 
     if model == "bytesgan":
         from classifier.nn import bytesgan
@@ -197,6 +206,42 @@ def train(model: str, data: str, out: str, labeled_per_class: int | None = None,
             extra["hidden_dense"] = 64
         if model == "tiny":
             extra["genome"] = tiny_nas.TINY_DEFAULT
+    elif model == "tinykp":
+        from classifier.nn import tinykp
+
+        d = tinykp.DEFAULTS
+        ep = epochs or d["epochs"]
+        bs = batch_size or d["batch_size"]
+        Y = _one_hot(yl, K)
+        distill = None
+        if teacher:
+            soft = _teacher_probs(teacher, Xl, labels, ds.preprocess)
+            a = d["distill_alpha"]
+            Y = (1 - a) * Y + a * soft
+            distill = {"teacher": str(teacher), "alpha": a,
+                       "teacher_command": _card_of(teacher).get("command"),
+                       "teacher_train_agreement": float((soft.argmax(1) == yl).mean())}
+        net = tinykp.build(shape, K, learning_rate=d["learning_rate"], steps=ep * -(-len(Xl) // bs),
+                           **{k: d[k] for k in tinykp.ARCH})
+
+        def transform(x, rng):
+            return tinykp.augment(x, rng, d["packet_drop"], d["byte_dropout"])
+
+        history, ep, bs = fit_keras(net, d, Y=Y, transform=transform, schedule=True)
+        extra = {"optimizer": "Adam, cosine decay", "batch_size": bs, "epochs_max": ep,
+                 "epochs_run": len(history.get("loss", [])),
+                 "options": {k: v for k, v in d.items() if k not in ("epochs", "batch_size")},
+                 "augmentation": {"packet_drop": d["packet_drop"], "byte_dropout": d["byte_dropout"]},
+                 "distillation": distill}
+    elif model == "knn":
+        from classifier.nn import knn
+
+        kn = neighbours or knn.DEFAULTS["neighbours"]
+        net = knn.build(Xl, yl, K, neighbours=kn)
+        allow_fallback = True
+        save_keras = False
+        extra = {"neighbours": kn, "prototypes": int(len(Xl)), "metric": "euclidean",
+                 "features": knn.FEATURES}
     elif model == "nas":
         from classifier.nn import tiny_nas
 
@@ -206,17 +251,20 @@ def train(model: str, data: str, out: str, labeled_per_class: int | None = None,
             epochs=epochs or 15, batch_size=batch_size or d["batch_size"],
             learning_rate=d["learning_rate"], seed=seed,
             limits={"max_params": max_params, "max_flops": max_flops, "max_tensor": max_tensor},
-            groups=ds.session[tr_lab], class_weight=cw, log=log, patience=min(patience, 4))
+            groups=ds.session[tr_lab], class_weight=cw, log=log, patience=min(patience, 4),
+            workers=workers)
         net = res.model
         (out_dir / "nas_history.json").write_text(json.dumps(res.history, indent=1))
-        history = {"val_accuracy": [r["val_accuracy"] for r in res.history]}
-        loss_keys = ["val_accuracy"]
-        loss_title = "HW-NAS: holdout accuracy of each trained candidate (x = candidate)"
+        history = {"val_macro_f1": [r["val_macro_f1"] for r in res.history],
+                   "val_accuracy": [r["val_accuracy"] for r in res.history]}
+        loss_keys = ["val_macro_f1", "val_accuracy"]
+        loss_title = "HW-NAS: holdout macro-F1 and accuracy of each trained candidate (x = candidate)"
         extra = {"genome": res.genome, "search_seconds": res.seconds, "generations": generations,
                  "population": population, "candidates": len(res.history),
                  "limits": {"max_params": max_params, "max_flops": max_flops,
                             "max_tensor": max_tensor},
-                 "holdout_accuracy": res.val_accuracy}
+                 "holdout_accuracy": res.val_accuracy, "holdout_macro_f1": res.val_macro_f1,
+                 "workers": workers, "epochs_per_child": epochs or 15}
     elif model == "cart":
         from classifier.nn import cart
 
@@ -275,6 +323,11 @@ def train(model: str, data: str, out: str, labeled_per_class: int | None = None,
         depth = extra.get("depth", extra.get("tree_depth", 1))
         hw["flops"] = int(n_trees * depth * 4 + n_trees * K)
         hw["params_note"] = "tree table entries (feature, threshold, child per node; class distribution per leaf)"
+    if model == "knn":
+        # distances to every prototype (one matrix product + norms), then top-k
+        n_proto, k_feat = len(Xl), shape[0]
+        hw["flops"] = int(2 * n_proto * k_feat + 3 * n_proto)
+        hw["params_note"] = "prototype table (training sessions x features) and their one-hot labels"
     card = {
         "model": model,
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -290,15 +343,20 @@ def train(model: str, data: str, out: str, labeled_per_class: int | None = None,
                               "val": int(len(np.unique(ds.session[va]))),
                               "test": int(len(np.unique(ds.session[te])))},
                  "labeled_per_class": labeled_per_class},
-        "training": {"seconds": round(train_s, 1), **extra},
+        "training": {"seconds": round(train_s, 1), "max_seconds": max_seconds,
+                     "budget_exhausted": bool(history.get("budget_exhausted")), **extra},
         "sizes": public_report(hw),
         "environment": {"python": platform.python_version(), "tensorflow": _tf_version(),
                         "keras": keras.__version__},
     }
     if note:
         card["note"] = note
+    # k-NN distances do not survive int8 activations (the neighbours change): float only
+    int8 = model != "knn"
+    if not int8:
+        card["int8_note"] = "no model.int8.tflite: distances need float; the int8 figures are the float model's"
     bundle_from_keras(net, out_dir, labels, ds.preprocess, calib, threshold=0.0, card=card,
-                      allow_float_fallback=allow_fallback, save_keras=save_keras)
+                      allow_float_fallback=allow_fallback, save_keras=save_keras, int8=int8)
 
     metrics: dict = {}
     for kind, pi in (("float", False), ("int8", True)):
@@ -331,8 +389,15 @@ def train(model: str, data: str, out: str, labeled_per_class: int | None = None,
         "int8_float_agreement": agree,
     }
     card["latency_ms_per_sample"] = {**lat, "note": "LiteRT, 1 thread, batch 1, median"}
+    card["protocol"] = {
+        "selection": "training options, early stopping and the open-set threshold use the "
+                     "validation split only",
+        "test_reads": "the test split is scored once, after training, for this card's figures",
+        "split": "session-disjoint (dataset manifest options), sessions with identical vectors "
+                 "kept on one side"}
     card["sizes"].update({"flash_bytes_float": (out_dir / "model.tflite").stat().st_size,
-                          "flash_bytes_int8": (out_dir / "model.int8.tflite").stat().st_size})
+                          "flash_bytes_int8": (out_dir / ("model.int8.tflite" if int8 else
+                                                          "model.tflite")).stat().st_size})
     card["sizes"]["ram_estimate_note"] = ("peak activations of one layer (input + output) x 4 B "
                                           "(float) or 1 B (int8); weights in flash")
     card["history"] = history
@@ -342,6 +407,30 @@ def train(model: str, data: str, out: str, labeled_per_class: int | None = None,
                                     loss_keys, loss_title)
     write_json(out_dir / "card.json", card)
     return card
+
+
+def _one_hot(y: np.ndarray, K: int) -> np.ndarray:
+    return np.eye(K, dtype=np.float32)[y]
+
+
+def _teacher_probs(teacher: str, X: np.ndarray, labels: list[str], preprocess) -> np.ndarray:
+    """Soft targets: a bundle's float LiteRT probabilities on ``X`` (same labels and
+    preprocessing as the student's dataset, checked)."""
+    from classifier.bundle import load_bundle
+
+    b = load_bundle(teacher, prefer_int8=False)
+    if list(b.labels) != list(labels):
+        raise TrainError(f"--teacher {teacher}: its labels {b.labels} differ from the dataset's {labels}")
+    if b.preprocess.to_dict() != preprocess.to_dict():
+        raise TrainError(f"--teacher {teacher}: its preprocess.json differs from the dataset's")
+    return b.predict(X).astype(np.float32)
+
+
+def _card_of(bundle_dir: str) -> dict:
+    try:
+        return json.loads((Path(bundle_dir) / "card.json").read_text())
+    except (OSError, ValueError):
+        return {}
 
 
 def _tf_version():

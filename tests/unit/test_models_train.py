@@ -23,13 +23,13 @@ def _kpackets_npz(path, n=90, k=3, nb=6, seed=0):
     X[:, :, nb] = (100 + 400 * y[:, None] + rng.integers(0, 100, (n, k))) / 1500
     X[:, :, nb + 1] = rng.integers(0, 2, (n, k))
     X[:, :, nb + 2] = 0.3
-    split = np.array([0] * 60 + [1] * 15 + [2] * 15, np.int8)
+    split = np.array([0] * (n - 2 * (n // 6)) + [1] * (n // 6) + [2] * (n // 6), np.int8)
     pre = Preprocess(repr="kpackets", k=k, n_bytes=nb)
     save_dataset(path, X, y, np.arange(n), split, ["x", "y", "z"], pre, {"argv": ["synthetic"]})
     return X, y
 
 
-@pytest.mark.parametrize("model", ["forest", "kpnet", "boosted"])
+@pytest.mark.parametrize("model", ["forest", "kpnet", "boosted", "tinykp"])
 def test_train_bundle_evaluate(tmp_path, model, capsys):
     from classifier.evaluate import evaluate
     from egw_cli.main import main
@@ -43,7 +43,7 @@ def test_train_bundle_evaluate(tmp_path, model, capsys):
     for f in ("model.tflite", "model.int8.tflite", "labels.json", "preprocess.json", "card.json",
               "confusion.png", "per_class.png"):
         assert (out / f).is_file(), f
-    assert (out / "model.keras").exists() == (model == "kpnet")
+    assert (out / "model.keras").exists() == (model in ("kpnet", "tinykp"))
     card = json.loads((out / "card.json").read_text())
     assert card["model"] == model and card["seed"] == 1
     for kind in ("float", "int8"):
@@ -112,3 +112,62 @@ def test_cli_help_and_user_errors(tmp_path, capsys):
     assert "needs a image900 dataset" in capsys.readouterr().err
     assert main(["evaluate", "--model", str(tmp_path / "nope"), "--data", str(data)]) == 2
     assert "bundle directory not found" in capsys.readouterr().err
+
+
+def test_tinykp_int8_keeps_bytes_exact_and_agrees_with_float(tmp_path):
+    """The int8 model's input scale stays 1/255 (each byte its own level, so the embedding
+    indexes the right row) and the int8 model answers like the float one."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    from classifier.export import bundle_from_keras
+    from classifier.nn import loop, tinykp
+    from classifier.nn.common import keras, set_seed
+
+    set_seed(0)
+    X, y = _kpackets_npz(tmp_path / "d.npz", n=150)
+    m = tinykp.build(X.shape[1:], 3, conv1=8, conv2=8, width=16)
+    Y = np.eye(3, dtype=np.float32)[y]
+    loop.fit(m, loop.Batches(X, Y, batch_size=32), 15)
+    assert isinstance(m.get_layer("byte_index"), tinykp.ByteIndex)
+    bundle_from_keras(m, tmp_path / "b", ["x", "y", "z"], Preprocess(repr="kpackets", k=3, n_bytes=6), X)
+    it = Interpreter(model_path=str(tmp_path / "b" / "model.int8.tflite"))
+    scale, zero = it.get_input_details()[0]["quantization"]
+    assert scale == pytest.approx(1 / 255) and zero == -128
+    pf = load_bundle(tmp_path / "b", prefer_int8=False).predict(X)
+    pq = load_bundle(tmp_path / "b").predict(X)
+    assert (pf.argmax(1) == pq.argmax(1)).mean() >= 0.95
+    # reloads from model.keras (the registered ByteIndex layer)
+    again = keras.models.load_model(tmp_path / "b" / "model.keras")
+    np.testing.assert_allclose(again.predict_on_batch(X[:5]), m.predict_on_batch(X[:5]), atol=1e-5)
+
+
+def test_tinykp_augmentation_drops_packets_and_bytes():
+    from classifier.nn import tinykp
+
+    rng = np.random.default_rng(0)
+    X = np.zeros((40, 5, 9), np.float32)
+    X[:, :, :6] = (np.arange(1, 7) / 255)[None, None]
+    X[:, :, 6] = (np.arange(1, 6) / 10)[None, :]
+    A = tinykp.augment(X, rng, packet_drop=1.0, byte_dropout=0.0)
+    assert np.allclose(A[:, 0], X[:, 0])                      # the first packet always stays
+    assert (A[:, 4] == 0).all() and not np.allclose(A, X)    # one later packet dropped, rest shifted up
+    B = tinykp.augment(X, rng, packet_drop=0.0, byte_dropout=0.5)
+    zeroed = (B[:, :, :6] == 0).mean()
+    assert 0.3 < zeroed < 0.7 and np.allclose(B[:, :, 6:], X[:, :, 6:])  # only bytes are dropped
+
+
+def test_knn_in_litert_answers_like_sklearn(tmp_path):
+    from sklearn.neighbors import KNeighborsClassifier
+
+    from classifier.train import train
+
+    data = tmp_path / "d.npz"
+    X, y = _kpackets_npz(data, n=150)
+    card = train("knn", str(data), str(tmp_path / "k"), progress=False, log=lambda *_: None,
+                 neighbours=3)
+    assert not (tmp_path / "k" / "model.int8.tflite").exists() and "int8_note" in card
+    from classifier.nn.knn import signed_sizes
+    tr = np.load(data)["split"] == 0
+    ref = KNeighborsClassifier(3).fit(signed_sizes(X[tr]), y[tr]).predict_proba(signed_sizes(X))
+    got = load_bundle(tmp_path / "k").predict(X)
+    assert (got.argmax(1) == ref.argmax(1)).mean() >= 0.97
