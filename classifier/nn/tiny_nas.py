@@ -10,8 +10,10 @@ The search (``search``) starts from a parent genome; every generation it makes
 ``population`` children by random mutation (insert, delete or modify a block),
 drops children that break the hardware limits (parameters, largest intermediate
 tensor, FLOPs), trains each on the training data with early stopping and
-learning-rate reduction on plateau against a 20 % validation holdout, and the
-best child (validation accuracy) becomes the next parent. The best network seen
+learning-rate reduction on plateau against a 20 % holdout (by session) of the
+training rows, and the best child (holdout macro-F1) becomes the next parent.
+Training a child is the pure function ``fitness(genome, settings, data)``; an
+``Evaluator`` runs a generation's children in worker processes. The best network seen
 is returned. ``generations`` and ``population`` make it run for minutes here or
 days elsewhere.
 """
@@ -167,6 +169,7 @@ class SearchResult:
     val_accuracy: float
     history: list = field(default_factory=list)  # one record per trained candidate
     seconds: float = 0.0
+    val_macro_f1: float = 0.0
 
 
 def _holdout(n: int, groups, rng: np.random.Generator, frac: float = 0.2):
@@ -182,7 +185,11 @@ def _holdout(n: int, groups, rng: np.random.Generator, frac: float = 0.2):
 
 def train_candidate(genome, input_shape, n_classes, Xtr, ytr, Xva, yva, epochs: int,
                     batch_size: int, learning_rate: float, class_weight=None, patience: int = 4,
-                    verbose: int = 0):
+                    seed: int = 0):
+    """Train one network; returns (model, holdout accuracy, holdout macro-F1, history)."""
+    from classifier.metrics import macro_f1
+    from classifier.nn import loop
+
     model = build(input_shape, n_classes, genome, learning_rate=learning_rate)
     cbs = [
         keras.callbacks.EarlyStopping(monitor="val_loss", patience=patience, restore_best_weights=True,
@@ -190,60 +197,151 @@ def train_candidate(genome, input_shape, n_classes, Xtr, ytr, Xva, yva, epochs: 
         keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5, patience=max(1, patience // 2),
                                           min_lr=1e-5),
     ]
-    hist = model.fit(Xtr, ytr, validation_data=(Xva, yva), epochs=epochs, batch_size=batch_size,
-                     callbacks=cbs, class_weight=class_weight, verbose=verbose)
-    probs = model.predict(Xva, batch_size=1024, verbose=0)
-    acc = float((probs.argmax(1) == yva).mean()) if len(yva) else 0.0
-    return model, acc, hist.history
+    w = None if class_weight is None else np.array([class_weight[int(c)] for c in ytr], np.float32)
+    hist = loop.fit(model, loop.Batches(Xtr, ytr, w, batch_size, seed), epochs,
+                    validation=(Xva, yva), callbacks=cbs)
+    pred = loop.predict(model, Xva).argmax(1)
+    acc = float((pred == yva).mean()) if len(yva) else 0.0
+    return model, acc, macro_f1(yva, pred, n_classes) if len(yva) else 0.0, hist
+
+
+# ---- the search as a pure function genome -> fitness, run by worker processes ----------
+
+_DATA: dict = {}
+
+
+def _load_worker(data_path: str, threads: int = 1) -> None:
+    """Worker start-up: the holdout split once, and one TensorFlow thread per worker."""
+    import tensorflow as tf
+
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(1)
+    except RuntimeError:  # already initialised (in-process use)
+        pass
+    with np.load(data_path, allow_pickle=False) as z:
+        _DATA.clear()
+        _DATA.update({k: z[k] for k in z.files})
+
+
+def fitness(genome: dict, settings: dict, data: dict | None = None) -> dict:
+    """Train ``genome`` on the search's training part and score it on its holdout.
+
+    Pure in its inputs: the genome, the settings (input shape, classes, epochs, batch size,
+    learning rate, class weights, patience, seed) and the data (``Xtr, ytr, Xva, yva``;
+    default: what the worker loaded). Returns ``{val_accuracy, val_macro_f1, epochs,
+    seconds, weights}`` with the trained weights as numpy arrays, so any process (or a
+    cluster node) can compute it and the caller can rebuild the network."""
+    d = _DATA if data is None else data
+    t = time.time()
+    from classifier.nn.common import set_seed
+    set_seed(int(settings.get("seed", 0)))
+    cw = settings.get("class_weight")
+    model, acc, f1, hist = train_candidate(
+        genome, tuple(settings["input_shape"]), int(settings["n_classes"]), d["Xtr"], d["ytr"],
+        d["Xva"], d["yva"], int(settings["epochs"]), int(settings["batch_size"]),
+        float(settings["learning_rate"]), {int(k): v for k, v in cw.items()} if cw else None,
+        int(settings.get("patience", 4)), int(settings.get("seed", 0)))
+    return {"val_accuracy": acc, "val_macro_f1": f1, "epochs": len(hist.get("loss", [])),
+            "seconds": round(time.time() - t, 1), "weights": model.get_weights()}
+
+
+def _fitness_in_worker(args):
+    genome, settings = args
+    return fitness(genome, settings)
+
+
+class Evaluator:
+    """Evaluates genomes with ``fitness``: in this process (``workers`` 1) or in a pool of
+    worker processes (spawned: TensorFlow is not fork-safe), each holding the data once."""
+
+    def __init__(self, data: dict, workers: int = 1):
+        self.data, self.workers, self.pool, self._tmp = data, max(1, int(workers)), None, None
+        if self.workers > 1:
+            import multiprocessing as mp
+            import os
+            import tempfile
+            from concurrent.futures import ProcessPoolExecutor
+
+            fd, self._tmp = tempfile.mkstemp(suffix=".npz", prefix="egw-nas-")
+            os.close(fd)
+            np.savez(self._tmp, **data)
+            self.pool = ProcessPoolExecutor(self.workers, mp_context=mp.get_context("spawn"),
+                                            initializer=_load_worker, initargs=(self._tmp,))
+
+    def map(self, genomes: list[dict], settings: dict) -> list[dict]:
+        if self.pool is None:
+            return [fitness(g, settings, self.data) for g in genomes]
+        return list(self.pool.map(_fitness_in_worker, [(g, settings) for g in genomes]))
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.shutdown()
+            self.pool = None
+        if self._tmp:
+            import os
+            os.unlink(self._tmp)
+            self._tmp = None
 
 
 def search(X, y, input_shape, n_classes: int, generations: int = 3, population: int = 3,
            epochs: int = 15, batch_size: int = 128, learning_rate: float = 1e-3, seed: int = 0,
            limits: dict | None = None, groups=None, class_weight=None, parent: dict | None = None,
-           log=print, patience: int = 4) -> SearchResult:
-    """Constrained evolutionary search; returns the best network found (by holdout accuracy)."""
+           log=print, patience: int = 4, workers: int = 1) -> SearchResult:
+    """Constrained evolutionary search; returns the best network found (by holdout macro-F1).
+    Each generation's children are evaluated together (``workers`` processes)."""
     t0 = time.time()
     rng = np.random.default_rng(seed)
     tr, va = _holdout(len(y), groups, rng)
-    Xtr, ytr, Xva, yva = X[tr], y[tr], X[va], y[va]
+    data = {"Xtr": X[tr], "ytr": y[tr], "Xva": X[va], "yva": y[va]}
+    settings = {"input_shape": list(input_shape), "n_classes": n_classes, "epochs": epochs,
+                "batch_size": batch_size, "learning_rate": learning_rate, "patience": patience,
+                "seed": seed, "class_weight": {int(k): float(v) for k, v in (class_weight or {}).items()}}
     parent = copy.deepcopy(parent or TINY_DEFAULT)
     ok, rep, why = check_limits(parent, input_shape, n_classes, limits)
     if not ok:
         raise ValueError(f"the first parent breaks the hardware limits: {why}")
     history = []
-    model, acc, _ = train_candidate(parent, input_shape, n_classes, Xtr, ytr, Xva, yva, epochs,
-                                    batch_size, learning_rate, class_weight, patience)
-    history.append({"generation": 0, "child": 0, "mutation": "initial parent", "genome": parent,
-                    "val_accuracy": acc, **rep})
-    log(f"nas: generation 0 parent val_acc={acc:.4f} params={rep['params']} flops={rep['flops']}")
-    best = SearchResult(parent, model, acc)
-    for gen in range(1, generations + 1):
-        children = []
-        for c in range(population):
-            for _attempt in range(100):
-                child, what = mutate(parent, rng)
-                ok, rep, why = check_limits(child, input_shape, n_classes, limits)
-                if ok:
-                    break
-            else:
+    ev = Evaluator(data, workers)
+    try:
+        res = ev.map([parent], settings)[0]
+        history.append({"generation": 0, "child": 0, "mutation": "initial parent", "genome": parent,
+                        **{k: v for k, v in res.items() if k != "weights"}, **rep})
+        log(f"nas: generation 0 parent val_macro_f1={res['val_macro_f1']:.4f} "
+            f"params={rep['params']} flops={rep['flops']} ({res['seconds']} s)")
+        best = (res["val_macro_f1"], parent, res)
+        for gen in range(1, generations + 1):
+            kids = []
+            for c in range(population):
+                for _attempt in range(100):
+                    child, what = mutate(parent, rng)
+                    ok, rep, why = check_limits(child, input_shape, n_classes, limits)
+                    if ok:
+                        kids.append((c, child, what, rep))
+                        break
+            results = ev.map([k[1] for k in kids], settings)
+            scored = []
+            for (c, child, what, rep), res in zip(kids, results):
+                history.append({"generation": gen, "child": c, "mutation": what, "genome": child,
+                                **{k: v for k, v in res.items() if k != "weights"}, **rep})
+                log(f"nas: generation {gen} child {c} ({what}) val_macro_f1={res['val_macro_f1']:.4f} "
+                    f"params={rep['params']} max_tensor={rep['max_tensor']} flops={rep['flops']} "
+                    f"({res['seconds']} s)")
+                scored.append((res["val_macro_f1"], child, res))
+            if not scored:
                 continue
-            m, a, _ = train_candidate(child, input_shape, n_classes, Xtr, ytr, Xva, yva, epochs,
-                                      batch_size, learning_rate, class_weight, patience)
-            history.append({"generation": gen, "child": c, "mutation": what, "genome": child,
-                            "val_accuracy": a, **rep})
-            log(f"nas: generation {gen} child {c} ({what}) val_acc={a:.4f} "
-                f"params={rep['params']} max_tensor={rep['max_tensor']} flops={rep['flops']}")
-            children.append((a, child, m))
-        if not children:
-            continue
-        children.sort(key=lambda t: -t[0])
-        a, child, m = children[0]
-        parent = child  # the best child becomes the parent
-        if a > best.val_accuracy:
-            best = SearchResult(child, m, a)
-    best.history = history
-    best.seconds = time.time() - t0
-    return best
+            scored.sort(key=lambda t: -t[0])
+            parent = scored[0][1]  # the best child becomes the parent
+            if scored[0][0] > best[0]:
+                best = scored[0]
+    finally:
+        ev.close()
+    f1, genome, res = best
+    model = build(input_shape, n_classes, genome, learning_rate=learning_rate)
+    model.set_weights(res["weights"])
+    out = SearchResult(genome, model, res["val_accuracy"], history, time.time() - t0)
+    out.val_macro_f1 = f1
+    return out
 
 
 def genome_json(genome: dict) -> str:

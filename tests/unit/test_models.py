@@ -117,6 +117,32 @@ def test_nas_mutations_and_search():
     assert res.model.output_shape == (None, K)
 
 
+def test_nas_fitness_is_pure_and_children_train_in_worker_processes():
+    """genome -> fitness is a function of its inputs (same inputs, same answer), and a
+    generation's children train in spawned worker processes with the same result shape."""
+    from classifier.nn import tiny_nas
+
+    X, y = _data((64,), 48)
+    data = {"Xtr": X[:36], "ytr": y[:36], "Xva": X[36:], "yva": y[36:]}
+    settings = {"input_shape": [64], "n_classes": K, "epochs": 2, "batch_size": 16,
+                "learning_rate": 1e-3, "patience": 2, "seed": 0, "class_weight": {}}
+    g = tiny_nas.TINY_DEFAULT
+    a = tiny_nas.fitness(g, settings, data)
+    b = tiny_nas.fitness(g, settings, data)
+    assert a["val_macro_f1"] == b["val_macro_f1"] and a["epochs"] == 2
+    assert all(np.array_equal(u, v) for u, v in zip(a["weights"], b["weights"]))
+    child, _ = tiny_nas.mutate(g, np.random.default_rng(1))
+    ev = tiny_nas.Evaluator(data, workers=2)
+    try:
+        assert ev.pool is not None
+        res = ev.map([g, child], settings)
+    finally:
+        ev.close()
+    assert len(res) == 2 and all(0 <= r["val_macro_f1"] <= 1 and r["weights"] for r in res)
+    m = tiny_nas.build((64,), K, g)
+    m.set_weights(res[0]["weights"])   # the driver rebuilds a worker's network
+
+
 def test_cart_matches_sklearn(tmp_path):
     from classifier.nn import cart
 
