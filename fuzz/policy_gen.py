@@ -9,6 +9,8 @@ from pathlib import Path
 
 from hypothesis import strategies as st
 
+from policies.limits import MAX_BYTES
+
 REPO = Path(__file__).resolve().parents[1]
 SEEDS = [(REPO / "policies" / n).read_text() for n in ("smart_home.yaml", "strict.yaml")]
 
@@ -51,7 +53,9 @@ def resource_attacks(draw) -> str:
     if kind in ("deep", "deep-map"):
         return deep_nesting(draw(st.integers(1, 6000)), "[]" if kind == "deep" else "{}")
     if kind == "large":
-        return padded(draw(st.integers(1, 2 << 20)), draw(st.sampled_from(SEEDS)))
+        size = draw(st.one_of(st.integers(1, 64 << 10), st.integers(1, 2 << 20),
+                              st.integers(MAX_BYTES - 64, MAX_BYTES + 64)))
+        return padded(size, draw(st.sampled_from(SEEDS)))
     if kind == "merge":
         width = draw(st.integers(1, 12))
         lines = ["version: 1", "m0: &m0 {dscp: EF, action: allow}"]
