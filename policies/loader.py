@@ -335,9 +335,14 @@ def load_policy(path: str | os.PathLike, labels: list[str] | None = None,
                 allow_unlisted: bool = True, limits: PolicyLimits | None = None) -> Policy:
     """Load and validate a policy file.  Raises :class:`PolicyError` (``user_facing``)
     whose message names file, line and key of every error; warnings are logged."""
-    policy, issues = check_policy_file(path, labels, allow_unlisted, limits)
+    return accept_checked(*check_policy_file(path, labels, allow_unlisted, limits), str(path))
+
+
+def accept_checked(policy: Policy | None, issues: list[PolicyIssue], file: str) -> Policy:
+    """The result of a check as :func:`load_policy` gives it: the policy (its warnings
+    logged), or :class:`PolicyError` naming every error."""
     if policy is None:
-        raise PolicyError(issues=issues, file=str(path))
+        raise PolicyError(issues=issues, file=file)
     for issue in issues:
         log.warning("%s", issue)
     return policy

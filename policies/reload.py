@@ -22,7 +22,7 @@ from .bounded import Overrun, call_with_timeout
 from .enforcement import Enforcement, resolve
 from .errors import PolicyError
 from .limits import PolicyLimits
-from .loader import load_policy
+from .loader import accept_checked, check_policy_file
 from .schema import Policy
 
 log = logging.getLogger(__name__)
@@ -164,14 +164,16 @@ class PolicyHolder:
             return None
 
     def _load(self) -> Policy:
-        """The file parsed and validated off this thread, within the time limit."""
+        """The file parsed and validated off this thread, within the time limit
+        (warnings are logged here, on the caller's thread)."""
         limit = self.limits.parse_timeout
         try:
-            return call_with_timeout(lambda: load_policy(self.path, self.labels,
-                                                         limits=self.limits), limit)
+            checked = call_with_timeout(lambda: check_policy_file(
+                self.path, self.labels, True, self.limits), limit)
         except Overrun:
             raise PolicyError(f"{self.path}: parsing took longer than {limit:g} s (the limit, "
                               "EGW_POLICY_PARSE_TIMEOUT)", file=str(self.path)) from None
+        return accept_checked(*checked, str(self.path))
 
     def changed_on_disk(self) -> bool:
         with self._lock:
