@@ -94,12 +94,16 @@ class FileResult:
     sha256: str = ""
     error: str | None = None
     seconds: float = 0.0
+    warnings: list[str] = field(default_factory=list)
 
 
-def session_vectors(path, pre: Preprocess, stats: SplitStats | None = None):
+def session_vectors(path, pre: Preprocess, stats: SplitStats | None = None, strict: bool = False,
+                    warnings: list[str] | None = None):
     """``(k, session, x)`` for each session of a capture (``k`` its index among all the
-    file's sessions) that yields a vector: the order in which a dataset numbers sessions."""
-    sessions = split_sessions(read_ip_packets(path), pre.idle_timeout, pre.bidirectional, stats)
+    file's sessions) that yields a vector: the order in which a dataset numbers sessions.
+    ``strict``/``warnings``: a capture cut mid-record, see :func:`read_ip_packets`."""
+    sessions = split_sessions(read_ip_packets(path, strict, warnings), pre.idle_timeout,
+                              pre.bidirectional, stats)
     for k, s in enumerate(sessions):
         x = pre.vectorize_views(list(zip((p[0] for p in s.packets), s.views,
                                          (p[2] for p in s.packets))))
@@ -107,15 +111,15 @@ def session_vectors(path, pre: Preprocess, stats: SplitStats | None = None):
             yield k, s, x
 
 
-def process_file(job: tuple[int, str, dict]) -> FileResult:
-    index, path, pre_d = job
+def process_file(job: tuple[int, str, dict, bool]) -> FileResult:
+    index, path, pre_d, strict = job
     pre = Preprocess.from_dict(pre_d)
     res = FileResult(path=path, index=index)
     t0 = time.perf_counter()
     try:
         st = SplitStats()
         chunks = []
-        for _k, _s, x in session_vectors(path, pre, st):
+        for _k, _s, x in session_vectors(path, pre, st, strict, res.warnings):
             chunks.append(x)
             res.rows_per_session.append(len(x))
         res.packets = st.packets
@@ -138,6 +142,7 @@ class BuildResult:
     counts: dict[str, dict[str, int]]
     skipped: list[str]
     manifest: dict[str, Any]
+    warnings: list[str] = field(default_factory=list)
 
 
 def _progress(total: int, desc: str, enabled: bool):
@@ -148,7 +153,7 @@ def _progress(total: int, desc: str, enabled: bool):
 
 def build_from_captures(input_dir, out, pre: Preprocess, taxonomy=None, max_per_class=None,
                         jobs=None, seed=0, fractions=(0.8, 0.1, 0.1), skip_bad=False,
-                        min_files=5, progress=True, argv=None) -> BuildResult:
+                        min_files=5, progress=True, argv=None, strict=False) -> BuildResult:
     root = Path(input_dir)
     dirs = find_captures(root)
     notes = []
@@ -169,7 +174,7 @@ def build_from_captures(input_dir, out, pre: Preprocess, taxonomy=None, max_per_
         raise DatasetError(f"{input_dir}: no class directory is named in taxonomy {taxonomy}")
     label_index = {c: i for i, c in enumerate(labels)}
     files = [(f, d) for d in sorted(dir_class) for f in dirs[d]]
-    jobs_list = [(i, str(f), pre.to_dict()) for i, (f, _d) in enumerate(files)]
+    jobs_list = [(i, str(f), pre.to_dict(), strict) for i, (f, _d) in enumerate(files)]
     n_jobs = max(1, min(jobs or os.cpu_count() or 1, len(files)))
     results: list[FileResult | None] = [None] * len(files)
     bar = _progress(len(files), "dataset build", progress)
@@ -199,6 +204,7 @@ def build_from_captures(input_dir, out, pre: Preprocess, taxonomy=None, max_per_
     elapsed = time.perf_counter() - t0
     skipped = [r.error for r in results if r.error]
     good = [r for r in results if not r.error]
+    warnings = [w for r in good for w in r.warnings]
     # sessions, capped per class
     rng = np.random.default_rng(seed)
     per_class_sessions: dict[int, list[tuple[int, int]]] = {}  # class -> [(result idx, session k)]
@@ -260,13 +266,15 @@ def build_from_captures(input_dir, out, pre: Preprocess, taxonomy=None, max_per_
         "input": str(root), "input_kind": "captures", "taxonomy": str(taxonomy) if taxonomy else None,
         "classes": {lab: sorted(d for d, c in dir_class.items() if c == lab) for lab in labels},
         "options": {"max_per_class": max_per_class, "seed": seed, "fractions": list(fractions),
-                    "skip_bad": skip_bad, "jobs": n_jobs, "min_files": min_files},
+                    "skip_bad": skip_bad, "jobs": n_jobs, "min_files": min_files,
+                    "strict": strict},
         "argv": argv, "files": file_entries, "skipped": skipped, "notes": notes,
+        "warnings": warnings,
         "capped_classes": capped, "split": split_info, "counts": counts,
         "packets_read": int(pkts), "seconds": round(elapsed, 2),
     }
     save_dataset(out, X, y, session, split, labels, pre, manifest)
-    return BuildResult(str(out), labels, counts, skipped, manifest)
+    return BuildResult(str(out), labels, counts, skipped, manifest, warnings)
 
 
 def build_from_idx(folder, out, max_per_class=None, seed=0, val_fraction=0.1, argv=None) -> BuildResult:

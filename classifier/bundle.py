@@ -29,6 +29,16 @@ LABELS_FILE = "labels.json"
 PREPROCESS_FILE = "preprocess.json"
 CARD_FILE = "card.json"
 
+# Largest accepted size of each bundle file, in bytes: a corrupt or hostile bundle
+# must not make the controller read or parse gigabytes (docs/operations.md, Limits).
+MAX_FILE_BYTES = {
+    LABELS_FILE: 256 << 10,
+    PREPROCESS_FILE: 64 << 10,
+    CARD_FILE: 4 << 20,
+    FLOAT_MODEL: 64 << 20,
+    INT8_MODEL: 64 << 20,
+}
+
 
 class BundleError(Exception):
     """A missing or corrupt model bundle; the message names the file and the problem."""
@@ -36,11 +46,23 @@ class BundleError(Exception):
     user_facing = True
 
 
-def _read_json(path: Path) -> Any:
+def _check_file(path: Path) -> None:
+    """A regular file no larger than its entry in :data:`MAX_FILE_BYTES`."""
     if not path.is_file():
         raise BundleError(f"{path}: missing bundle file")
+    limit = MAX_FILE_BYTES[path.name]
+    size = path.stat().st_size
+    if size > limit:
+        raise BundleError(f"{path}: {size} bytes, more than the {limit}-byte limit "
+                          f"for {path.name}")
+
+
+def _read_json(path: Path) -> Any:
+    _check_file(path)
     try:
         return json.loads(path.read_text(encoding="utf-8"))
+    except RecursionError:
+        raise BundleError(f"{path}: nested too deeply to parse") from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise BundleError(f"{path}: not valid JSON ({exc})") from exc
 
@@ -189,8 +211,7 @@ def load_bundle(path: str | os.PathLike | None = None, prefer_int8: bool = True)
     except (TypeError, ValueError) as exc:
         raise BundleError(f"{d / CARD_FILE}: 'threshold' is not a number") from exc
     pp_path = d / PREPROCESS_FILE
-    if not pp_path.is_file():
-        raise BundleError(f"{pp_path}: missing bundle file")
+    _check_file(pp_path)
     try:
         from classifier.preprocess import Preprocess
 
@@ -204,6 +225,7 @@ def load_bundle(path: str | os.PathLike | None = None, prefer_int8: bool = True)
     model_file = next((d / c for c in candidates if (d / c).is_file()), None)
     if model_file is None:
         raise BundleError(f"{d / FLOAT_MODEL}: missing bundle file (no {INT8_MODEL} either)")
+    _check_file(model_file)
     runner = _Runner(model_file)
     out_shape = tuple(int(v) for v in runner.out["shape"])
     if out_shape[-1] != len(labels):

@@ -52,6 +52,8 @@ def register(subparsers) -> None:
     b.add_argument("--seed", type=int, default=0)
     b.add_argument("--jobs", type=int, help="worker processes (default: all cores)")
     b.add_argument("--skip-bad", action="store_true", help="skip unreadable captures and report them")
+    b.add_argument("--strict", action="store_true", help="a capture cut mid-record is an error "
+                   "(default: keep its complete records and warn)")
     b.add_argument("--no-progress", action="store_true", help="no progress bar")
     b.set_defaults(func=cmd_build)
 
@@ -123,10 +125,13 @@ def cmd_build(args) -> int:
         pre = preprocess_from_args(args)
         res = build_from_captures(args.input, args.out, pre, args.taxonomy, args.max_per_class,
                                   args.jobs, args.seed, _fractions(args.split), args.skip_bad,
-                                  args.min_files, progress=not args.no_progress, argv=argv)
+                                  args.min_files, progress=not args.no_progress, argv=argv,
+                                  strict=args.strict)
     m = res.manifest
     for note in m.get("notes", []):
         print(f"note: {note}")
+    for warning in m.get("warnings", []):
+        print(f"warning: {warning}")
     if res.skipped:
         print(f"skipped {len(res.skipped)} bad file(s):")
         for s in res.skipped:

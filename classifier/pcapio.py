@@ -12,11 +12,15 @@ obsolete PB; other blocks are skipped). Any link type that
 null/loopback).
 
 Bad files raise :class:`PcapError` (``user_facing``) with a one-line message
-naming the file: empty, too short, unknown magic (not a capture), truncated
-header or record.
+naming the file: empty, too short, unknown magic (not a capture), truncated file
+header.  A capture cut mid-record (or mid-record-header), as a capture killed by
+Ctrl-C leaves it, keeps every complete record before the cut and warns naming the
+file, the byte offset and the number of records kept, like tcpdump and Wireshark;
+``strict=True`` makes it a :class:`PcapError`.
 """
 from __future__ import annotations
 
+import logging
 import os
 import struct
 from typing import Iterator
@@ -33,6 +37,8 @@ PCAP_MAGICS = {
 PCAPNG_SHB = b"\x0a\x0d\x0d\x0a"
 BYTE_ORDER_MAGIC = 0x1A2B3C4D
 
+log = logging.getLogger(__name__)
+
 
 def _read_all(path: str | os.PathLike) -> bytes:
     try:
@@ -42,22 +48,46 @@ def _read_all(path: str | os.PathLike) -> bytes:
         raise PcapError(f"{path}: cannot read: {exc.strerror or exc}") from None
 
 
-def read_frames(path: str | os.PathLike) -> Iterator[tuple[float, int, bytes]]:
-    """Yield ``(timestamp_s, linktype, frame)`` for each packet of a pcap/pcapng file."""
+def read_frames(path: str | os.PathLike, strict: bool = False,
+                warnings: list[str] | None = None) -> Iterator[tuple[float, int, bytes]]:
+    """Yield ``(timestamp_s, linktype, frame)`` for each packet of a pcap/pcapng file.
+
+    A file cut mid-record ends the iteration after the last complete record with a
+    warning (appended to ``warnings`` when given, else logged); ``strict`` raises
+    :class:`PcapError` instead."""
     data = _read_all(path)
     if not data:
         raise PcapError(f"{path}: empty file (0 bytes), not a pcap/pcapng capture")
     if len(data) < 4:
         raise PcapError(f"{path}: too short ({len(data)} bytes) to be a pcap/pcapng capture")
     magic = data[:4]
+    cut = _Truncation(path, strict, warnings)
     if magic in PCAP_MAGICS:
-        return _iter_pcap(path, data)
+        return _iter_pcap(path, data, cut)
     if magic == PCAPNG_SHB:
-        return _iter_pcapng(path, data)
+        return _iter_pcapng(path, data, cut)
     raise PcapError(f"{path}: not a pcap/pcapng capture (magic bytes {magic.hex()})")
 
 
-def _iter_pcap(path, data: bytes) -> Iterator[tuple[float, int, bytes]]:
+class _Truncation:
+    """What to do when the data ends inside a record: warn or (``strict``) raise."""
+
+    def __init__(self, path, strict: bool, warnings: list[str] | None):
+        self.path, self.strict, self.warnings = path, strict, warnings
+        self.kept = 0
+
+    def __call__(self, offset: int, what: str) -> None:
+        msg = (f"{self.path}: truncated at byte {offset} ({what}); kept the {self.kept} "
+               f"complete record{'' if self.kept == 1 else 's'} before it")
+        if self.strict:
+            raise PcapError(msg)
+        if self.warnings is not None:
+            self.warnings.append(msg)
+        else:
+            log.warning("%s", msg)
+
+
+def _iter_pcap(path, data: bytes, cut: _Truncation) -> Iterator[tuple[float, int, bytes]]:
     endian, res = PCAP_MAGICS[data[:4]]
     if len(data) < 24:
         raise PcapError(f"{path}: truncated pcap file header ({len(data)} of 24 bytes)")
@@ -67,25 +97,30 @@ def _iter_pcap(path, data: bytes) -> Iterator[tuple[float, int, bytes]]:
     off, n = 24, len(data)
     while off < n:
         if off + 16 > n:
-            raise PcapError(f"{path}: truncated packet record header at byte {off}")
+            cut(off, f"packet record header, {n - off} of 16 bytes")
+            return
         sec, frac, incl, _orig = unpack(data, off)
         off += 16
         end = off + incl
         if end > n:
-            raise PcapError(f"{path}: truncated packet at byte {off - 16} "
-                            f"(record says {incl} bytes, {n - off} left)")
+            cut(off - 16, f"packet: record says {incl} bytes, {n - off} left")
+            return
+        cut.kept += 1
         yield sec + frac * res, linktype, data[off:end]
         off = end
 
 
-def _iter_pcapng(path, data: bytes) -> Iterator[tuple[float, int, bytes]]:
+def _iter_pcapng(path, data: bytes, cut: _Truncation) -> Iterator[tuple[float, int, bytes]]:
     n = len(data)
     off = 0
     endian = "<"
     ifaces: list[tuple[int, float]] = []  # (linktype, seconds per tick)
     while off < n:
         if off + 12 > n:
-            raise PcapError(f"{path}: truncated pcapng block header at byte {off}")
+            if off == 0:
+                raise PcapError(f"{path}: truncated pcapng block header at byte {off}")
+            cut(off, f"pcapng block header, {n - off} of 12 bytes")
+            return
         if data[off:off + 4] == PCAPNG_SHB:
             bom = data[off + 8:off + 12]
             if bom == b"\x4d\x3c\x2b\x1a":
@@ -99,8 +134,11 @@ def _iter_pcapng(path, data: bytes) -> Iterator[tuple[float, int, bytes]]:
         if blen < 12 or blen % 4:
             raise PcapError(f"{path}: corrupt pcapng block length {blen} at byte {off}")
         if off + blen > n:
-            raise PcapError(f"{path}: truncated pcapng block at byte {off} "
-                            f"(block says {blen} bytes, {n - off} left)")
+            what = f"pcapng block: block says {blen} bytes, {n - off} left"
+            if off == 0:
+                raise PcapError(f"{path}: truncated at byte {off} ({what})")
+            cut(off, what)
+            return
         body = off + 8
         if btype == 0x00000001:  # Interface Description Block
             linktype = struct.unpack_from(endian + "H", data, body)[0]
@@ -116,6 +154,7 @@ def _iter_pcapng(path, data: bytes) -> Iterator[tuple[float, int, bytes]]:
             if iface >= len(ifaces):
                 raise PcapError(f"{path}: packet block at byte {off} names unknown interface {iface}")
             lt, tick = ifaces[iface]
+            cut.kept += 1
             yield ((ts_hi << 32) | ts_lo) * tick, lt, data[start:start + cap]
         elif btype == 0x00000003:  # Simple Packet Block: no timestamp
             if not ifaces:
@@ -123,6 +162,7 @@ def _iter_pcapng(path, data: bytes) -> Iterator[tuple[float, int, bytes]]:
             orig = struct.unpack_from(endian + "I", data, body)[0]
             cap = min(orig, blen - 16)
             lt, _tick = ifaces[0]
+            cut.kept += 1
             yield 0.0, lt, data[body + 4:body + 4 + cap]
         off += blen
 
@@ -140,9 +180,11 @@ def _tsresol(data: bytes, opt: int, end: int, endian: str) -> float:
     return 1e-6
 
 
-def read_ip_packets(path: str | os.PathLike) -> Iterator[tuple[float, bytes]]:
-    """Yield ``(timestamp_s, ip_bytes)`` for each IPv4/IPv6 packet of a capture."""
-    for ts, lt, frame in read_frames(path):
+def read_ip_packets(path: str | os.PathLike, strict: bool = False,
+                    warnings: list[str] | None = None) -> Iterator[tuple[float, bytes]]:
+    """Yield ``(timestamp_s, ip_bytes)`` for each IPv4/IPv6 packet of a capture
+    (``strict``, ``warnings``: as :func:`read_frames`)."""
+    for ts, lt, frame in read_frames(path, strict, warnings):
         ip = ip_from_frame(frame, lt)
         if ip is not None:
             yield ts, ip

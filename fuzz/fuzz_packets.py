@@ -55,30 +55,14 @@ class Target:
             raise AssertionError(self.h.eng.faults.describe())
 
 
-def run_hypothesis(iterations: int, seed: int | None) -> int:
-    import random
-
-    from hypothesis import HealthCheck, given, settings
-
+def run_hypothesis(iterations: int, seed: int | None, seconds: float | None = None) -> int:
     from fuzz.frames import frames
+    from fuzz.runner import fuzz_seed, run_seeded
 
     target = Target()
-    seed = seed if seed is not None else random.randrange(2**32)
+    seed = fuzz_seed(seed)
     print(f"seed {seed}, {iterations} frames")
-    last = {}
-
-    @settings(max_examples=iterations, deadline=None, database=None,
-              suppress_health_check=list(HealthCheck))
-    @given(frame=frames())
-    def prop(frame):
-        last["frame"] = frame
-        target(frame)
-
-    try:
-        __import__("hypothesis").seed(seed)(prop)()
-    except Exception:
-        print("FINDING, frame:", last.get("frame", b"").hex())
-        raise
+    run_seeded(frames(), target, iterations, seed, seconds, show=lambda f: (f or b"").hex())
     target.h.finish()
     print(f"ok: {target.n} frames, no finding")
     return 0

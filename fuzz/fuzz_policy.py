@@ -11,7 +11,6 @@ bytes, decoded as UTF-8 with replacement, seeded from the shipped policies.
 from __future__ import annotations
 
 import argparse
-import random
 import sys
 from pathlib import Path
 
@@ -34,27 +33,19 @@ def main(argv=None) -> int:
                       lambda data: check(bytes(data).decode("utf-8", "replace")))
         atheris.Fuzz()
         return 0
-    from hypothesis import HealthCheck, given, seed, settings
+    return run_hypothesis(a.iterations, a.seed)
 
+
+def run_hypothesis(iterations: int, seed: int | None, seconds: float | None = None) -> int:
     from fuzz.policy_gen import policy_texts
+    from fuzz.runner import fuzz_seed, run_seeded
+    from tests.unit.test_fuzz_policy import check
 
-    s = a.seed if a.seed is not None else random.randrange(2**32)
-    print(f"seed {s}, {a.iterations} policies")
-    last = {}
-
-    @settings(max_examples=a.iterations, deadline=None, database=None,
-              suppress_health_check=list(HealthCheck))
-    @given(text=policy_texts())
-    def prop(text):
-        last["text"] = text
-        check(text)
-
-    try:
-        seed(s)(prop)()
-    except Exception:
-        print("FINDING, policy text:\n" + last.get("text", ""))
-        raise
-    print("ok: no finding")
+    seed = fuzz_seed(seed)
+    print(f"seed {seed}, {iterations} policies")
+    n = run_seeded(policy_texts(), check, iterations, seed, seconds,
+                   show=lambda t: "policy text:\n" + (t or "")[:4000])
+    print(f"ok: {n} policies, no finding")
     return 0
 
 

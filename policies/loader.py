@@ -19,40 +19,19 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from .errors import PolicyError, PolicyIssue
+from .limits import PolicyLimits
 from .schema import RESERVED_CLASS_NAMES, Policy, Wan, _wan_issues, semantic_issues
+from .yamlload import LimitExceeded, Loader
 
 log = logging.getLogger(__name__)
 
-_INT = "tag:yaml.org,2002:int"
-_FLOAT = "tag:yaml.org,2002:float"
 
-
-class _Loader(yaml.SafeLoader):
-    """SafeLoader without YAML 1.1 base-60 numbers (so that a MAC such as
-    ``10:22:33:44:55:59`` stays a string) and without implicit octal."""
-
-
-_Loader.yaml_implicit_resolvers = {
-    k: [(tag, rx) for tag, rx in v if tag not in (_INT, _FLOAT)]
-    for k, v in yaml.SafeLoader.yaml_implicit_resolvers.items()
-}
-_Loader.add_implicit_resolver(
-    _INT, re.compile(r"^(?:[-+]?0b[0-1_]+|[-+]?(?:0|[1-9][0-9_]*)|[-+]?0x[0-9a-fA-F_]+)$"),
-    list("-+0123456789"))
-_Loader.add_implicit_resolver(
-    _FLOAT, re.compile(r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+][0-9]+)?
-                        |\.[0-9_]+(?:[eE][-+][0-9]+)?
-                        |[-+]?\.(?:inf|Inf|INF)
-                        |\.(?:nan|NaN|NAN))$""", re.X),
-    list("-+0123456789."))
-
-
-def _compose(text: str, file: str) -> tuple[yaml.Node | None, Any]:
+def _compose(text: str, file: str, limits: PolicyLimits) -> tuple[yaml.Node | None, Any]:
     try:
-        loader = _Loader(text)   # the reader rejects control characters (NUL ...) here
+        loader = Loader(text)   # the reader rejects control characters (NUL ...) here
     except yaml.YAMLError as e:
-        raise PolicyError(issues=[PolicyIssue(file, None, None, "", f"invalid YAML: {e}")],
-                          file=file) from None
+        raise _file_error(file, f"invalid YAML: {e}") from None
+    loader.limits = limits
     try:
         node = loader.get_single_node()
         data = loader.construct_document(node) if node is not None else None
@@ -60,32 +39,45 @@ def _compose(text: str, file: str) -> tuple[yaml.Node | None, Any]:
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
         problem = " ".join(str(x) for x in (e.context, e.problem) if x)
-        raise PolicyError(issues=[PolicyIssue(
-            file, mark.line + 1 if mark else None, mark.column + 1 if mark else None,
-            "", f"invalid YAML: {problem}")], file=file) from None
+        if not isinstance(e, LimitExceeded):
+            problem = f"invalid YAML: {problem}"
+        raise _file_error(file, problem, mark) from None
     except yaml.YAMLError as e:
-        raise PolicyError(issues=[PolicyIssue(file, None, None, "", f"invalid YAML: {e}")],
-                          file=file) from None
+        raise _file_error(file, f"invalid YAML: {e}") from None
     finally:
         loader.dispose()
 
 
-def _duplicate_keys(node: yaml.Node | None, file: str, path: tuple = ()) -> list[PolicyIssue]:
+def _file_error(file: str, problem: str, mark: Any = None) -> PolicyError:
+    line, col = (mark.line + 1, mark.column + 1) if mark is not None else (None, None)
+    problem = " ".join(problem.split())      # one line (PyYAML's messages have several)
+    return PolicyError(issues=[PolicyIssue(file, line, col, "", problem)], file=file)
+
+
+def _duplicate_keys(root: yaml.Node | None, file: str) -> list[PolicyIssue]:
+    """Duplicate keys of every mapping, each node visited once (a node that aliases
+    share is one node: walking it again per alias would take exponential time)."""
     out: list[PolicyIssue] = []
-    if isinstance(node, yaml.MappingNode):
-        seen: dict[str, int] = {}
-        for k, v in node.value:
-            key = k.value if isinstance(k, yaml.ScalarNode) else str(k.value)
-            if key in seen:
-                out.append(PolicyIssue(file, k.start_mark.line + 1, k.start_mark.column + 1,
-                                       _dotted(path + (key,)),
-                                       f"duplicate key {key!r} (first at line {seen[key]})"))
-            else:
-                seen[key] = k.start_mark.line + 1
-            out += _duplicate_keys(v, file, path + (key,))
-    elif isinstance(node, yaml.SequenceNode):
-        for i, v in enumerate(node.value):
-            out += _duplicate_keys(v, file, path + (i,))
+    seen_nodes: set[int] = set()
+    stack: list[tuple[Any, tuple]] = [(root, ())]
+    while stack:
+        node, path = stack.pop()
+        if id(node) in seen_nodes:
+            continue
+        seen_nodes.add(id(node))
+        if isinstance(node, yaml.MappingNode):
+            seen: dict[str, int] = {}
+            for k, v in node.value:
+                key = k.value if isinstance(k, yaml.ScalarNode) else f"<{k.id}>"
+                if key in seen:
+                    out.append(PolicyIssue(file, k.start_mark.line + 1, k.start_mark.column + 1,
+                                           _dotted(path + (key,)),
+                                           f"duplicate key {key!r} (first at line {seen[key]})"))
+                else:
+                    seen[key] = k.start_mark.line + 1
+                stack.append((v, path + (key,)))
+        elif isinstance(node, yaml.SequenceNode):
+            stack.extend((v, path + (i,)) for i, v in enumerate(node.value))
     return out
 
 
@@ -243,12 +235,39 @@ def _labels_issues(data: Any, root: yaml.Node | None, file: str, labels: list[st
 
 
 def check_policy_text(text: str, file: str = "<policy>", labels: list[str] | None = None,
-                      allow_unlisted: bool = False) -> tuple[Policy | None, list[PolicyIssue]]:
+                      allow_unlisted: bool = False, limits: PolicyLimits | None = None
+                      ) -> tuple[Policy | None, list[PolicyIssue]]:
     """Parse and validate policy YAML: ``(policy or None, issues sorted by line)``.
 
     ``labels`` (a model's class names) adds: unknown class names and model classes
-    with no entry (an error unless ``allow_unlisted``, then a warning)."""
-    root, data = _compose(text, file)   # raises PolicyError on YAML syntax errors
+    with no entry (an error unless ``allow_unlisted``, then a warning).  ``limits``
+    (default: :meth:`PolicyLimits.from_env`) bound size, nesting and aliases.  Any
+    failure the text causes is a :class:`PolicyError` naming the file."""
+    limits = limits or PolicyLimits.from_env()
+    size = len(text.encode("utf-8", "surrogatepass"))
+    if size > limits.max_bytes:
+        raise _too_large(file, f"{size} bytes", limits)
+    try:
+        return _check_text(text, file, labels, allow_unlisted, limits)
+    except PolicyError:
+        raise
+    except RecursionError:
+        raise _file_error(file, "nested too deeply to parse") from None
+    except MemoryError:
+        raise _file_error(file, "too large to parse (out of memory)") from None
+    except Exception as e:     # a parser or validator bug must not escape as a crash
+        log.debug("policy %s: unexpected %s", file, type(e).__name__, exc_info=True)
+        raise _file_error(file, f"cannot parse ({type(e).__name__}: {str(e)[:200]})") from None
+
+
+def _too_large(file: str, size: str, limits: PolicyLimits) -> PolicyError:
+    return PolicyError(f"{file}: {size}, more than the {limits.max_bytes}-byte limit for a "
+                       "policy file (EGW_POLICY_MAX_BYTES)", file=file)
+
+
+def _check_text(text: str, file: str, labels: list[str] | None, allow_unlisted: bool,
+                limits: PolicyLimits) -> tuple[Policy | None, list[PolicyIssue]]:
+    root, data = _compose(text, file, limits)   # raises PolicyError on YAML syntax errors
     issues = _duplicate_keys(root, file)
     if data is None:
         data = {}
@@ -294,32 +313,44 @@ def check_policy_text(text: str, file: str = "<policy>", labels: list[str] | Non
 
 
 def check_policy_file(path: str | os.PathLike, labels: list[str] | None = None,
-                      allow_unlisted: bool = False) -> tuple[Policy | None, list[PolicyIssue]]:
-    """:func:`check_policy_text` on a file (raises :class:`PolicyError` if unreadable)."""
+                      allow_unlisted: bool = False, limits: PolicyLimits | None = None
+                      ) -> tuple[Policy | None, list[PolicyIssue]]:
+    """:func:`check_policy_text` on a file (raises :class:`PolicyError` if unreadable
+    or larger than ``limits.max_bytes``: no more than that is read)."""
     file = str(path)
+    limits = limits or PolicyLimits.from_env()
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        with open(path, "rb") as fh:
+            data = fh.read(limits.max_bytes + 1)
+        if len(data) > limits.max_bytes:
+            raise _too_large(file, "larger", limits)
+        text = data.decode("utf-8")
     except (OSError, UnicodeDecodeError) as e:
         reason = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
         raise PolicyError(f"{file}: cannot read policy: {reason}", file=file) from None
-    return check_policy_text(text, file, labels, allow_unlisted)
+    return check_policy_text(text, file, labels, allow_unlisted, limits)
 
 
 def load_policy(path: str | os.PathLike, labels: list[str] | None = None,
-                allow_unlisted: bool = True) -> Policy:
+                allow_unlisted: bool = True, limits: PolicyLimits | None = None) -> Policy:
     """Load and validate a policy file.  Raises :class:`PolicyError` (``user_facing``)
     whose message names file, line and key of every error; warnings are logged."""
-    policy, issues = check_policy_file(path, labels, allow_unlisted)
+    return accept_checked(*check_policy_file(path, labels, allow_unlisted, limits), str(path))
+
+
+def accept_checked(policy: Policy | None, issues: list[PolicyIssue], file: str) -> Policy:
+    """The result of a check as :func:`load_policy` gives it: the policy (its warnings
+    logged), or :class:`PolicyError` naming every error."""
     if policy is None:
-        raise PolicyError(issues=issues, file=str(path))
+        raise PolicyError(issues=issues, file=file)
     for issue in issues:
         log.warning("%s", issue)
     return policy
 
 
-def parse_policy(text: str, file: str = "<policy>") -> Policy:
+def parse_policy(text: str, file: str = "<policy>", limits: PolicyLimits | None = None) -> Policy:
     """Like :func:`load_policy` for YAML text (tests, REST uploads)."""
-    policy, issues = check_policy_text(text, file)
+    policy, issues = check_policy_text(text, file, limits=limits)
     if policy is None:
         raise PolicyError(issues=issues, file=file)
     return policy

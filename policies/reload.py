@@ -18,9 +18,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .bounded import Overrun, call_with_timeout
 from .enforcement import Enforcement, resolve
 from .errors import PolicyError
-from .loader import load_policy
+from .limits import PolicyLimits
+from .loader import accept_checked, check_policy_file
 from .schema import Policy
 
 log = logging.getLogger(__name__)
@@ -122,16 +124,24 @@ class PolicyHolder:
     ``.reload()`` reads the file again and swaps it in only if it is valid;
     ``.changed_on_disk()`` says whether the file differs from the last one read
     (mtime and size, then a SHA-256 of the content), so a poller does not retry a
-    bad file until it is edited again.  Thread-safe."""
+    bad file until it is edited again.  Thread-safe.
 
-    def __init__(self, path: str | os.PathLike, labels: list[str] | None = None):
+    Every load parses off the caller's thread within ``limits.parse_timeout``
+    (:mod:`policies.bounded`: the gateway's event loop keeps running), and whatever
+    the file causes is a :class:`PolicyError`: ``reload`` never raises for a bad
+    file; it sets ``last_error`` and counts the failure in ``rejected``."""
+
+    def __init__(self, path: str | os.PathLike, labels: list[str] | None = None,
+                 limits: PolicyLimits | None = None):
         self.path = Path(path)
         self.labels = labels
+        self.limits = limits or PolicyLimits.from_env()
         self._lock = threading.RLock()
         self._sig = self._stat()
         self._hash = self._digest()
-        self._current = load_policy(self.path, labels)
+        self._current = self._load()
         self.last_error: str | None = None
+        self.rejected = 0
 
     @property
     def current(self) -> Policy:
@@ -145,10 +155,25 @@ class PolicyHolder:
         return (st.st_mtime_ns, st.st_size)
 
     def _digest(self) -> str | None:
+        """SHA-256 of the first ``max_bytes + 1`` bytes: enough to see any change
+        that could make the file loadable, without reading a huge one."""
         try:
-            return hashlib.sha256(self.path.read_bytes()).hexdigest()
+            with open(self.path, "rb") as fh:
+                return hashlib.sha256(fh.read(self.limits.max_bytes + 1)).hexdigest()
         except OSError:
             return None
+
+    def _load(self) -> Policy:
+        """The file parsed and validated off this thread, within the time limit
+        (warnings are logged here, on the caller's thread)."""
+        limit = self.limits.parse_timeout
+        try:
+            checked = call_with_timeout(lambda: check_policy_file(
+                self.path, self.labels, True, self.limits), limit)
+        except Overrun:
+            raise PolicyError(f"{self.path}: parsing took longer than {limit:g} s (the limit, "
+                              "EGW_POLICY_PARSE_TIMEOUT)", file=str(self.path)) from None
+        return accept_checked(*checked, str(self.path))
 
     def changed_on_disk(self) -> bool:
         with self._lock:
@@ -167,9 +192,10 @@ class PolicyHolder:
         with self._lock:
             self._sig, self._hash = self._stat(), self._digest()
             try:
-                new = load_policy(self.path, self.labels)
+                new = self._load()
             except PolicyError as e:
                 self.last_error = str(e)
+                self.rejected += 1
                 log.error("policy %s rejected, keeping the running policy: %s", self.path, e)
                 return ReloadResult(False, str(e))
             old = self._current

@@ -135,3 +135,37 @@ def test_default_bundle_loads():
     p = b.predict(x)
     assert p.shape == (2, 6) and np.allclose(p.sum(1), 1.0, atol=0.05)
     assert b.card["metrics"]["int8"]["test"]["macro_f1"] > 0.80
+
+
+@pytest.mark.parametrize("name", ["labels.json", "preprocess.json", "card.json"])
+def test_oversized_json_rejected_naming_file(tmp_path, name):
+    """Valid JSON padded past its cap (whitespace): refused before it is parsed."""
+    from classifier.bundle import MAX_FILE_BYTES
+
+    d = _copy(DEFAULT_BUNDLE_DIR, tmp_path / "b")
+    with open(d / name, "ab") as fh:
+        fh.write(b" " * MAX_FILE_BYTES[name])
+    with pytest.raises(BundleError) as ei:
+        load_bundle(d)
+    msg = str(ei.value)
+    assert str(d / name) in msg and "limit" in msg and "\n" not in msg
+
+
+@pytest.mark.parametrize("name", ["model.int8.tflite", "model.tflite"])
+def test_oversized_tflite_rejected_naming_file(tmp_path, monkeypatch, name):
+    from classifier.bundle import MAX_FILE_BYTES
+
+    d = _copy(DEFAULT_BUNDLE_DIR, tmp_path / "b")
+    if name == "model.tflite":
+        (d / "model.int8.tflite").unlink()
+    monkeypatch.setitem(MAX_FILE_BYTES, name, (d / name).stat().st_size - 1)
+    with pytest.raises(BundleError, match=f"{name}: .*limit") as ei:
+        load_bundle(d)
+    assert str(d / name) in str(ei.value)
+
+
+def test_deeply_nested_json_is_a_bundle_error(tmp_path):
+    d = _copy(DEFAULT_BUNDLE_DIR, tmp_path / "b")
+    (d / "labels.json").write_text("[" * 100_000)
+    with pytest.raises(BundleError, match="labels.json: nested too deeply"):
+        load_bundle(d)

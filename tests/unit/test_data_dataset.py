@@ -114,7 +114,7 @@ def test_bad_files_error_and_skip_bad(tmp_path, capsys):
     assert out.read_bytes() == b"previous content"  # nothing already written is touched
     assert not list(tmp_path.glob(".ds.npz.*"))
     rc = egw(["dataset", "build", "--input", str(root), "--out", str(out), "--jobs", "2",
-              "--no-progress", "--skip-bad"])
+              "--no-progress", "--skip-bad", "--strict"])
     text = capsys.readouterr().out
     assert rc == 0 and "skipped 3 bad file(s)" in text
     assert "empty.pcap: empty file" in text and "notes.pcap: not a pcap" in text and "cut.pcap: truncated" in text

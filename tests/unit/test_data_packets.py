@@ -111,7 +111,7 @@ def test_truncated_capture(tmp_path, fmt):
     with open(path, "r+b") as fh:
         fh.truncate(size - 30)
     with pytest.raises(PcapError, match="truncated") as ei:
-        list(read_ip_packets(path))
+        list(read_ip_packets(path, strict=True))
     assert str(path) in str(ei.value)
 
 
