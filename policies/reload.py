@@ -10,7 +10,6 @@ diff here is per class and per device entry, for the log); if
 """
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import threading
@@ -22,6 +21,7 @@ from .enforcement import Enforcement, resolve
 from .errors import PolicyError
 from .loader import load_policy
 from .schema import Policy
+from .watch import FileWatch
 
 log = logging.getLogger(__name__)
 
@@ -128,8 +128,7 @@ class PolicyHolder:
         self.path = Path(path)
         self.labels = labels
         self._lock = threading.RLock()
-        self._sig = self._stat()
-        self._hash = self._digest()
+        self.watch = FileWatch(self.path, content=True)
         self._current = load_policy(self.path, labels)
         self.last_error: str | None = None
 
@@ -137,35 +136,15 @@ class PolicyHolder:
     def current(self) -> Policy:
         return self._current
 
-    def _stat(self) -> tuple[int, int] | None:
-        try:
-            st = os.stat(self.path)
-        except OSError:
-            return None
-        return (st.st_mtime_ns, st.st_size)
-
-    def _digest(self) -> str | None:
-        try:
-            return hashlib.sha256(self.path.read_bytes()).hexdigest()
-        except OSError:
-            return None
-
     def changed_on_disk(self) -> bool:
         with self._lock:
-            sig = self._stat()
-            if sig == self._sig:
-                return False
-            digest = self._digest()
-            if digest == self._hash:
-                self._sig = sig          # touched, same content
-                return False
-            return True
+            return self.watch.changed()
 
     def reload(self) -> ReloadResult:
         """Load the file again.  A bad file: ``error`` set, the running policy kept.
         A good one: it becomes ``current``; ``diff`` lists what changed."""
         with self._lock:
-            self._sig, self._hash = self._stat(), self._digest()
+            self.watch.mark()
             try:
                 new = load_policy(self.path, self.labels)
             except PolicyError as e:
