@@ -91,7 +91,7 @@ def pct(xs, p):
 
 def _metric(url, name, label) -> float:
     text = urllib.request.urlopen(url + "/metrics", timeout=10).read().decode()
-    m = re.search(rf'^{name}\{{{label}\}} ([0-9.e+]+)$', text, re.M)
+    m = re.search(rf'^{name}\{{(?:dp_id="[0-9a-f]*",)?{label}\}} ([0-9.e+]+)$', text, re.M)
     return float(m.group(1)) if m else 0.0
 
 

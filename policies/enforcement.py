@@ -13,6 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from typing import Any, Literal
 
+from classifier.bundle import UNKNOWN
+
 from .schema import ClassOverride, Device, Policy
 
 
@@ -136,8 +138,9 @@ def enforcement_for(policy: Policy, class_name: str, mac: str | None = None,
     return resolve(policy, class_name, matching_devices(policy, mac, ip))
 
 
-#: The class name a session is treated as when its label is below ``min_confidence``.
-LOW_CONFIDENCE = "unknown"
+#: The class name a session is treated as when its label is below ``min_confidence``:
+#: the classifier's own "no class" label.
+LOW_CONFIDENCE = UNKNOWN
 
 
 def enforcement_table(policy: Policy, labels: list[str] | None = None

@@ -10,7 +10,6 @@ diff here is per class and per device entry, for the log); if
 """
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import threading
@@ -24,6 +23,7 @@ from .errors import PolicyError
 from .limits import PolicyLimits
 from .loader import accept_checked, check_policy_file
 from .schema import Policy
+from .watch import FileWatch
 
 log = logging.getLogger(__name__)
 
@@ -137,8 +137,7 @@ class PolicyHolder:
         self.labels = labels
         self.limits = limits or PolicyLimits.from_env()
         self._lock = threading.RLock()
-        self._sig = self._stat()
-        self._hash = self._digest()
+        self.watch = FileWatch(self.path, content=True, max_bytes=self.limits.max_bytes)
         self._current = self._load()
         self.last_error: str | None = None
         self.rejected = 0
@@ -146,22 +145,6 @@ class PolicyHolder:
     @property
     def current(self) -> Policy:
         return self._current
-
-    def _stat(self) -> tuple[int, int] | None:
-        try:
-            st = os.stat(self.path)
-        except OSError:
-            return None
-        return (st.st_mtime_ns, st.st_size)
-
-    def _digest(self) -> str | None:
-        """SHA-256 of the first ``max_bytes + 1`` bytes: enough to see any change
-        that could make the file loadable, without reading a huge one."""
-        try:
-            with open(self.path, "rb") as fh:
-                return hashlib.sha256(fh.read(self.limits.max_bytes + 1)).hexdigest()
-        except OSError:
-            return None
 
     def _load(self) -> Policy:
         """The file parsed and validated off this thread, within the time limit
@@ -177,20 +160,13 @@ class PolicyHolder:
 
     def changed_on_disk(self) -> bool:
         with self._lock:
-            sig = self._stat()
-            if sig == self._sig:
-                return False
-            digest = self._digest()
-            if digest == self._hash:
-                self._sig = sig          # touched, same content
-                return False
-            return True
+            return self.watch.changed()
 
     def reload(self) -> ReloadResult:
         """Load the file again.  A bad file: ``error`` set, the running policy kept.
         A good one: it becomes ``current``; ``diff`` lists what changed."""
         with self._lock:
-            self._sig, self._hash = self._stat(), self._digest()
+            self.watch.mark()
             try:
                 new = self._load()
             except PolicyError as e:

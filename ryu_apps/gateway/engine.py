@@ -9,8 +9,11 @@ Knows nothing of Ryu, eventlet or sockets. The adapter calls:
 - :meth:`GatewayEngine.tick` periodically (mirror time cap);
 - :meth:`GatewayEngine.flow_removed` for each flow-removed message;
 - :meth:`GatewayEngine.set_enforcer` after a policy reload;
-- :meth:`GatewayEngine.adopt` with the rules and meters read back from a switch after
-  a controller restart (``switch_connected(fresh=True, readback=True)``).
+- :meth:`GatewayEngine.readback_reply` with each flow-stats / meter-config reply part
+  after a controller restart (``switch_connected(fresh=True, readback=True)`` asked
+  for them; see :mod:`ryu_apps.gateway.restore`);
+- :meth:`GatewayEngine.forward` for each table-1 miss (L2 learning);
+- :meth:`GatewayEngine.switch_disconnected` when the connection drops.
 
 Each returns the messages to send, in order. Injected: ``preprocess`` (a
 ``classifier.preprocess.Preprocess``), ``classify(batch) -> [(label, confidence)]``
@@ -30,29 +33,27 @@ from typing import Callable
 
 import numpy as np
 
+from classifier.bundle import UNKNOWN
 from classifier.packets import PROTO_TCP, PROTO_UDP, ip_from_frame, parse
 from policies.enforcement import Enforcement
 
 from .faults import FaultLog
-from .meters import MeterTable, _Meter
+from .meters import MeterTable
 from .metrics import Metrics
-from .rules import (BASE_COOKIE, CONTROLLER_METER, SESSION_PRIORITY, SESSION_TABLE, FiveTuple,
-                    FlowRule, MeterRule, Message, base_pipeline, clear_all, controller_meter,
-                    decode_cookie, flow_from_match, session_rule, session_rules)
+from .restore import ReadBack, adopt
+from .rules import (SESSION_TABLE, FiveTuple, FlowRule, L2Learning, Message, ReadRequest,
+                    base_pipeline, clear_all, controller_meter, decode_cookie, frame_macs,
+                    session_rule, session_rules)
 from .sessions import ENFORCED, MIRRORING, PENDING, Session, SessionTable
-
-UNKNOWN = "unknown"
 
 log = logging.getLogger("egw.engine")
 
 #: Used when even the policy lookup fails: forward, untouched (fail-open).
 FAIL_OPEN = Enforcement("allow", None, None, "class", None, None, 60, 0, "fail-open")
 
-
-def _mac_text(mac) -> str:
-    if isinstance(mac, (bytes, bytearray)):
-        return ":".join(f"{b:02x}" for b in mac)
-    return str(mac)
+#: What :meth:`GatewayEngine.configure` may change (also constructor keywords).
+SETTINGS = ("wan_port", "mirror_max_packets", "mirror_max_seconds", "use_queue",
+            "max_mirroring_per_port", "packet_in_rate", "packet_in_burst", "restore_timeout")
 
 
 class GatewayEngine:
@@ -64,61 +65,86 @@ class GatewayEngine:
                  clock: Callable[[], float] = time.monotonic,
                  logger: logging.Logger | None = None,
                  max_mirroring_per_port: int = 0, packet_in_rate: int = 0,
-                 packet_in_burst: int | None = None):
-        self.preprocess = preprocess
-        self.classify = classify
+                 packet_in_burst: int | None = None, restore_timeout: float = 5.0,
+                 faults: FaultLog | None = None, dp_id: int = 0):
         self.enforce = enforce
-        self.wan_port = wan_port
+        self.dp_id = dp_id
         self.table = SessionTable(max_sessions)
         self.meters = MeterTable()
-        self.mirror_max_packets = mirror_max_packets
-        self.mirror_max_seconds = mirror_max_seconds
-        self.use_queue = use_queue
-        self.metrics = metrics or Metrics()
+        self.l2 = L2Learning()
+        self.metrics = (metrics or Metrics()).switch(dp_id)
         self.clock = clock
         self.log = logger or log
         self.pending: list[Session] = []
-        self.chatter_ports = tuple(preprocess.filter.chatter_ports) \
-            if preprocess is not None and preprocess.filter.drop_chatter else ()
-        budget = preprocess.mirror_budget() if preprocess is not None else (1, 0)
-        self.budget_packets, self.budget_bytes = budget
+        self._set_preprocess(preprocess, classify)
         self.counters = defaultdict(int)
         # per policy entry / label: sessions, packets, bytes (finished sessions).
         self.class_stats: dict[str, dict[str, int]] = defaultdict(
             lambda: {"sessions": 0, "active": 0, "packets": 0, "bytes": 0, "dropped": 0})
-        #: errors logged and counted once per cause (see faults.py)
-        self.faults = FaultLog(self.metrics, self.log)
-        #: at most this many not-yet-enforced sessions per ingress port (0: no limit):
-        #: a host flooding new sessions cannot take the whole table (its excess
-        #: sessions are forwarded by the switch, just not tracked: counted as "shed").
-        self.max_mirroring_per_port = max_mirroring_per_port
+        #: errors logged and counted once per cause (see faults.py; one per process)
+        self.faults = faults or FaultLog(self.metrics, self.log)
         self.port_load: dict[int, int] = defaultdict(int)
-        #: packet-in rate limit (OFPM_CONTROLLER meter), packets/s; 0: none.
-        self.packet_in_rate = packet_in_rate
-        self.packet_in_burst = packet_in_burst
-        #: True between a fresh connect with read-back and :meth:`adopt`: no
-        #: classification (no meter id allocated) until the switch's state is known.
-        self.restoring = False
+        #: the read-back in flight after a controller restart (see restore.py)
+        self.readback: ReadBack | None = None
+        #: a read-back timed out while the switch was away: clear it when it is back
+        self._clear_on_connect = False
+        self.connected = False
+        #: wan_port: the uplink (the device of a session is its other end);
+        #: max_mirroring_per_port: at most this many not-yet-enforced sessions per
+        #: ingress port (0: no limit): a host flooding new sessions cannot take the whole
+        #: table (its excess sessions are forwarded by the switch, just not tracked:
+        #: counted as "shed"); packet_in_rate/burst: the OFPM_CONTROLLER meter,
+        #: packets/s (0: none); restore_timeout: seconds to wait for a read-back.
+        self.configure(wan_port=wan_port, mirror_max_packets=mirror_max_packets,
+                       mirror_max_seconds=mirror_max_seconds, use_queue=use_queue,
+                       max_mirroring_per_port=max_mirroring_per_port,
+                       packet_in_rate=packet_in_rate, packet_in_burst=packet_in_burst,
+                       restore_timeout=restore_timeout)
+
+    def configure(self, **settings) -> None:
+        """Change settings (names in :data:`SETTINGS`); they apply from the next packet."""
+        for name, value in settings.items():
+            if name not in SETTINGS:
+                raise TypeError(f"unknown engine setting {name!r}")
+            setattr(self, name, value)
+
+    def _set_preprocess(self, preprocess, classify) -> None:
+        self.preprocess, self.classify = preprocess, classify
+        self.chatter_ports = tuple(preprocess.filter.chatter_ports) \
+            if preprocess is not None and preprocess.filter.drop_chatter else ()
+        budget = preprocess.mirror_budget() if preprocess is not None else (1, 0)
+        self.budget_packets, self.budget_bytes = budget
+
+    @property
+    def restoring(self) -> bool:
+        """A read-back is in flight: nothing is classified (no meter id may be handed
+        out) until the switch's state is known."""
+        return self.readback is not None
 
     # ---- switch --------------------------------------------------------------
-    def switch_connected(self, fresh: bool, readback: bool = False) -> list[Message]:
-        """Base pipeline and packet-in meter; on a reconnect also the current meters and
-        session rules. A ``fresh`` start (this process never saw the switch) first
-        clears whatever a previous run left, unless ``readback``: then the switch's
-        rules are kept (established sessions keep flowing), the adapter reads its
-        flows and meters back and hands them to :meth:`adopt`, and classification
-        waits until then."""
+    def switch_connected(self, fresh: bool, readback: bool = False,
+                         now: float | None = None) -> list[Message]:
+        """Base pipeline and packet-in meter, then the port descriptions request; on a
+        reconnect also the current meters and session rules. A ``fresh`` start (this
+        process never saw the switch) first clears whatever a previous run left, unless
+        ``readback``: then the switch's rules are kept (established sessions keep
+        flowing), its flows and meters are requested (:class:`ReadBack`, replies to
+        :meth:`readback_reply`) and classification waits until they are adopted. A
+        reconnect while a read-back is in flight asks for it again."""
+        now = self.clock() if now is None else now
+        self.connected = True
         msgs: list[Message] = []
+        if self._clear_on_connect:
+            fresh, readback, self._clear_on_connect = True, False, False
         if fresh:
             if not readback:
                 msgs += clear_all()
             # This engine's sessions (if any) belong to a switch state that is gone.
-            for s in self.table:
-                self.table.remove(s)
+            self.table.clear()
             self.port_load.clear()
             self.meters = MeterTable()
             self.pending.clear()
-            self.restoring = readback
+            self.readback = None
         msgs += controller_meter(self.packet_in_rate, self.packet_in_burst)
         msgs += base_pipeline(self.chatter_ports)
         if not fresh:
@@ -127,7 +153,64 @@ class GatewayEngine:
                 if s.state == ENFORCED:
                     msgs += self._rules(s)
         self.metrics.rules_installed.inc(sum(isinstance(m, FlowRule) for m in msgs))
+        msgs.append(ReadRequest("ports"))
+        if (fresh and readback) or self.readback is not None:
+            self.readback = ReadBack(now + self.restore_timeout)
+            msgs += self.readback.requests()
         return msgs
+
+    def switch_disconnected(self) -> None:
+        """The connection dropped (the engine keeps its state for a reconnect)."""
+        self.connected = False
+
+    def readback_reply(self, kind: str, xid: int, items: list, more: bool, labels=(),
+                       now: float | None = None) -> list[Message]:
+        """One part of a read-back reply (``kind``: flows | meters, as plain rules).
+        Once both are complete: :func:`restore.adopt` and the deletes it returns, then
+        the classifications that waited. ``labels``: the class names to recognise."""
+        rb = self.readback
+        if rb is None or not rb.reply(kind, xid, items, more):
+            return []
+        now = self.clock() if now is None else now
+        self.readback = None
+        msgs = adopt(self, rb.flows, rb.meters, labels, now)
+        learnt = self.l2.relearn(self.dp_id, rb.flows)
+        self.log.info("restore: %d session(s) and %d MAC(s) re-learnt from the switch, %d "
+                      "stale rule(s) and %d unused meter(s) deleted", self.counters["restored"],
+                      learnt, self.counters["stale_flows"], self.counters["stale_meters"])
+        # deletes before the classifications that waited (they may reuse freed ids)
+        return msgs + (self.flush(now) if self.pending else [])
+
+    def awaits(self, kind: str, xid: int) -> bool:
+        """Whether a reply (``kind``: flows | meters) with ``xid`` is the read-back's."""
+        return self.readback is not None and self.readback.awaits(kind, xid)
+
+    def _readback_expired(self, now: float) -> list[Message]:
+        self.readback = None
+        self.faults.report("restore", "no reply to the flow/meter read-back",
+                           f"switch {self.dp_id:016x}: clearing it and starting afresh")
+        if not self.connected:
+            self._clear_on_connect = True
+            return []
+        msgs = self.switch_connected(fresh=True, readback=False, now=now)
+        return [m for m in msgs if not isinstance(m, ReadRequest)]
+
+    def forward(self, in_port: int, frame: bytes, buffer_id: int | None = None
+                ) -> list[Message]:
+        """A table-1 miss: learn the source, forward (a rule once the destination is
+        known) and send the packet on."""
+        self.counters["forwarded"] += 1
+        self.metrics.packet_ins.labels("forward").inc()
+        msgs = self.l2.packet_in(self.dp_id, in_port, frame, buffer_id)
+        if msgs is None:            # shorter than an Ethernet header: nothing to forward
+            self.counters["malformed"] += 1
+            self.metrics.errors.labels("malformed").inc()
+            return []
+        return msgs
+
+    def stats_requests(self) -> list[Message]:
+        """The periodic poll of the session rules' counters."""
+        return [ReadRequest("session_stats")]
 
     # ---- packets -------------------------------------------------------------
     def mirror_packet(self, in_port: int, frame: bytes, now: float | None = None) -> list[Message]:
@@ -152,7 +235,7 @@ class GatewayEngine:
                 self.metrics.errors.labels("malformed").inc()
             self.metrics.packet_ins.labels("ignored").inc()
             return []
-        key, _ = pv.session_key()
+        key, _ = pv.session_key()       # == FiveTuple.of(pv).key()
         s = self.table.get(key)
         msgs: list[Message] = []
         if s is None:
@@ -163,15 +246,14 @@ class GatewayEngine:
                 self.counters["shed"] += 1
                 self.metrics.packet_ins.labels("shed").inc()
                 return []
-            flow = FiveTuple(pv.version, pv.proto, pv.src, pv.sport, pv.dst, pv.dport)
+            client_mac, server_mac = frame_macs(frame)
             s, evicted = self.table.create(
-                key, flow=flow, client_mac=_mac_text(frame[6:12]),
-                server_mac=_mac_text(frame[0:6]), client_port=in_port,
-                first_ts=now, last_ts=now)
+                key, flow=FiveTuple.of(pv), client_mac=client_mac, server_mac=server_mac,
+                client_port=in_port, first_ts=now, last_ts=now)
             self.port_load[in_port] += 1
             self._set_device(s, pv)
             for old in evicted:
-                msgs += self._forget(old, "evicted")
+                msgs += self.forget(old, "evicted")
             self.metrics.sessions_active.set(len(self.table))
         s.last_ts = now
         d = s.direction(pv.src, pv.sport)
@@ -221,12 +303,16 @@ class GatewayEngine:
     # ---- classification ------------------------------------------------------
     def tick(self, now: float | None = None) -> list[Message]:
         """Mirror time cap: sessions mirrored for ``mirror_max_seconds`` are classified
-        with what they have (or marked unknown)."""
+        with what they have (or marked unknown); a read-back past its deadline is given
+        up (the switch is cleared)."""
         now = self.clock() if now is None else now
+        msgs: list[Message] = []
+        if self.readback is not None and self.readback.expired(now):
+            msgs += self._readback_expired(now)
         for s in list(self.table.unenforced.values()):
             if s.state == MIRRORING and now - s.first_ts >= self.mirror_max_seconds:
                 self._make_pending(s)
-        return self.flush(now) if self.pending else []
+        return msgs + (self.flush(now) if self.pending else [])
 
     def flush(self, now: float | None = None) -> list[Message]:
         """Classify every pending session in one batch; returns meters then rules."""
@@ -314,9 +400,7 @@ class GatewayEngine:
         msgs += mm
         self.metrics.meters_installed.inc(len(mm))
         msgs += self._rules(s)
-        st = self.class_stats[label]
-        st["sessions"] += 1
-        st["active"] += 1
+        self.stats_started(label)
         self.counters["classified"] += 1
         self.metrics.sessions_classified.labels(label).inc()
         self.metrics.decisions.labels(s.enforcement.action).inc()
@@ -355,7 +439,7 @@ class GatewayEngine:
         s.rules_alive[d] = False
         if any(s.rules_alive):
             return []
-        return self._forget(s, "flow-removed")
+        return self.forget(s, "flow-removed")
 
     def flow_stats(self, cookie: int, packets: int, nbytes: int) -> None:
         """Counters of a live session rule (from a flow-stats reply)."""
@@ -365,7 +449,8 @@ class GatewayEngine:
             s.packet_live[dec[1]] = packets
             s.byte_live[dec[1]] = nbytes
 
-    def _forget(self, s: Session, why: str) -> list[Message]:
+    def forget(self, s: Session, why: str) -> list[Message]:
+        """Remove a session; returns the delete of its session meter, if any."""
         self._unload_port(s)
         self.table.remove(s)
         self.metrics.sessions_expired.labels(why).inc()
@@ -394,17 +479,18 @@ class GatewayEngine:
             if s.state != ENFORCED or s.label == "restored":
                 continue
             new = self._enforcement(s, s.label)
-            if new == s.enforcement:
+            changes = [list(c) for c in new.changes_from(s.enforcement)]
+            if not changes:
                 continue
-            changes = [[f, a, b] for f, a, b in new.changes_from(s.enforcement)] \
-                if hasattr(new, "changes_from") else None
             old_meter = s.meter_id
             s.enforcement = new
             s.meter_id, mm = self.meters.acquire(new.meter_key, s.sid)
             adds += mm
             if old_meter is not None and old_meter != s.meter_id:
                 old_meters.append((s.sid, old_meter))
-            rules += [r for r, alive in zip(self._rules_keep(s), s.rules_alive) if alive]
+            alive = list(s.rules_alive)
+            rules += [r for r, live in zip(self._rules(s), alive) if live]
+            s.rules_alive = alive
             changed += 1
             self._log_decision(s, "policy-update", changes)
         # Release old meters only after every session has its new one: an id freed here
@@ -416,20 +502,12 @@ class GatewayEngine:
         self.counters["policy_updates"] += changed
         return adds + rules + deletes
 
-    def _rules_keep(self, s: Session) -> list[FlowRule]:
-        self.metrics.rules_installed.inc(2)
-        return session_rules(s.flow, s.sid, s.enforcement, s.meter_id, self.use_queue)
-
     def set_model(self, preprocess, classify) -> list[Message]:
         """A new model (bundle reload): later batches use it; sessions being mirrored
         keep their packets. Returns the chatter-rule changes of the base pipeline."""
         old_rules = {(r.priority, tuple(sorted(r.match.items())))
                      for r in base_pipeline(self.chatter_ports)}
-        self.preprocess, self.classify = preprocess, classify
-        self.chatter_ports = tuple(preprocess.filter.chatter_ports) \
-            if preprocess is not None and preprocess.filter.drop_chatter else ()
-        budget = preprocess.mirror_budget() if preprocess is not None else (1, 0)
-        self.budget_packets, self.budget_bytes = budget
+        self._set_preprocess(preprocess, classify)
         new = base_pipeline(self.chatter_ports)
         new_keys = {(r.priority, tuple(sorted(r.match.items()))) for r in new}
         deletes = [FlowRule(SESSION_TABLE, prio, dict(m), command="delete")
@@ -437,144 +515,21 @@ class GatewayEngine:
         adds = [r for r in new if (r.priority, tuple(sorted(r.match.items()))) not in old_rules]
         return adds + deletes
 
-    # ---- controller restart ----------------------------------------------------
-    def adopt(self, flows: list[FlowRule], meters: list[MeterRule],
-              labels: list[str] | tuple = (), now: float | None = None) -> list[Message]:
-        """Re-learn the switch's state after a controller restart.
+    # ---- counters --------------------------------------------------------------
+    def stats_started(self, label: str) -> None:
+        """A session of ``label`` got its rules (classified or restored)."""
+        st = self.class_stats[label]
+        st["sessions"] += 1
+        st["active"] += 1
 
-        ``flows``: every flow entry read back (flow-stats reply, as :class:`FlowRule`);
-        ``meters``: every meter (meter-config reply). Session rules (our cookie) become
-        enforced sessions again: their class is found by matching the rule against the
-        running policy's enforcement for each of ``labels`` (+ ``unknown``); when none
-        gives the same rule the session keeps the rule's own enforcement as class
-        ``restored``. The meters they use are adopted under the same ids (class meters
-        under their class key, so new sessions of that class reuse them: no duplicate);
-        anything else in table 0 that is not ours, and meters no rule uses, are deleted.
-        Returns the messages to send (deletes first, then any classification that was
-        waiting)."""
-        now = self.clock() if now is None else now
-        self.restoring = False
-        msgs: list[Message] = []
-        cfg = {m.meter_id: m for m in meters if m.meter_id != CONTROLLER_METER}
-        groups: dict[int, dict[int, FlowRule]] = {}
-        stale: list[FlowRule] = []
-        for r in flows:
-            if r.table != SESSION_TABLE or r.cookie == BASE_COOKIE:
-                continue
-            dec = decode_cookie(r.cookie)
-            if dec is None or r.priority != SESSION_PRIORITY:
-                stale.append(r)
-                continue
-            groups.setdefault(dec[0], {})[dec[1]] = r
-        used: dict[int, set[int]] = defaultdict(set)     # meter id -> session ids
-        restored = 0
-        # Sessions seen while the read-back was on its way have no rule yet: they get
-        # new ids after the restored ones (whose ids are in the switch's cookies).
-        waiting = list(self.table.by_id.values())
-        for w in waiting:
-            del self.table.by_id[w.sid]
-        for sid, dirs in sorted(groups.items()):
-            f0 = flow_from_match(dirs[0].match) if 0 in dirs else None
-            f1 = flow_from_match(dirs[1].match) if 1 in dirs else None
-            flow = f0 or (f1.reverse() if f1 else None)
-            meter_ids = {r.meter for r in dirs.values()}
-            ok = (flow is not None and (f1 is None or f1 == flow.reverse())
-                  and len(meter_ids) == 1
-                  and (next(iter(meter_ids)) is None or next(iter(meter_ids)) in cfg))
-            key = self._key(flow) if ok else None
-            if not ok or self.table.get(key) is not None:
-                stale += list(dirs.values())
-                continue
-            meter_id = next(iter(meter_ids))
-            rule = dirs.get(0) or dirs.get(1)
-            label, enf = self._recognise(rule, flow, meter_id, cfg, labels, sid)
-            s, evicted = self.table.create(
-                key, sid=sid, flow=flow, client_mac="", server_mac="", client_port=-1,
-                first_ts=now, last_ts=now, state=ENFORCED)
-            for old in evicted:
-                msgs += self._forget(old, "evicted")
-            s.device_ip = str(ipaddress.ip_address(flow.src))
-            s.label, s.confidence, s.reason = label, 0.0, "restored"
-            s.enforcement, s.meter_id, s.classified_ts = enf, meter_id, now
-            s.rules_alive = [0 in dirs, 1 in dirs]
-            self.table.reserve_ids_above(sid)
-            if meter_id is not None:
-                used[meter_id].add(sid)
-                mk = enf.meter_key
-                mkey = ((mk if mk[0] == "class" else (*mk, sid)) if mk is not None
-                        else ("restored", meter_id))
-                m = self.meters.by_key.get(mkey)
-                if m is None or m.meter_id != meter_id:
-                    if m is not None:       # two switch meters for one class: keep apart
-                        mkey = ("restored", meter_id)
-                    c = cfg[meter_id]
-                    m = self.meters.by_key.setdefault(
-                        mkey, _Meter(meter_id, mkey, int(c.rate_kbps), c.burst_kb))
-                m.users.add(sid)
-            st = self.class_stats[label]
-            st["sessions"] += 1
-            st["active"] += 1
-            restored += 1
-        for w in waiting:
-            w.sid = self.table.new_id()
-            self.table.by_id[w.sid] = w
-        # meter ids in use are taken; unused switch meters are stale
-        self.meters.reserve(used)
-        for mid in sorted(cfg):
-            if mid not in used:
-                msgs.append(MeterRule(mid, command="delete"))
-                self.metrics.stale_removed.labels("meter").inc()
-        for r in stale:
-            msgs.append(FlowRule(r.table, r.priority, dict(r.match), command="delete"))
-            self.metrics.stale_removed.labels("flow").inc()
+    def count_restore(self, restored: int, stale_flows: int, stale_meters: int) -> None:
         self.metrics.sessions_restored.inc(restored)
+        self.metrics.stale_removed.labels("flow").inc(stale_flows)
+        self.metrics.stale_removed.labels("meter").inc(stale_meters)
         self.metrics.sessions_active.set(len(self.table))
         self.counters["restored"] += restored
-        self.counters["stale_flows"] += len(stale)
-        self.counters["stale_meters"] += len(cfg) - len(used)
-        self.log.info("restore: %d session(s) re-learnt from the switch, %d stale rule(s) and "
-                      "%d unused meter(s) deleted", restored, len(stale), len(cfg) - len(used))
-        # deletes before the classifications that waited (they may reuse freed ids)
-        return msgs + (self.flush(now) if self.pending else [])
-
-    @staticmethod
-    def _key(flow: FiveTuple) -> tuple:
-        a, b = (flow.src, flow.sport), (flow.dst, flow.dport)
-        if a <= b:
-            return (flow.version, flow.proto, flow.src, flow.sport, flow.dst, flow.dport)
-        return (flow.version, flow.proto, flow.dst, flow.dport, flow.src, flow.sport)
-
-    def _recognise(self, rule: FlowRule, flow: FiveTuple, meter_id, cfg, labels, sid):
-        """(label, enforcement) whose rule equals ``rule`` under the running policy."""
-        d = decode_cookie(rule.cookie)[1]
-        f = flow if d == 0 else flow.reverse()
-        ip = str(ipaddress.ip_address(flow.src))
-        for label in [*labels, UNKNOWN]:
-            try:
-                e = self.enforce(label, None, ip)
-            except Exception:
-                continue
-            mk = e.meter_key
-            if (mk is None) != (meter_id is None):
-                continue
-            if mk is not None:
-                c = cfg[meter_id]
-                if int(c.rate_kbps) != int(e.rate_kbps) or (c.burst_kb or 0) != (e.burst_kb or 0):
-                    continue
-            want = session_rule(f, d, sid, e, meter_id, self.use_queue)
-            if (want.actions, want.goto, want.idle_timeout, want.hard_timeout) == \
-                    (tuple(rule.actions), rule.goto, rule.idle_timeout, rule.hard_timeout):
-                return label, e
-        # Not what the running policy would install: keep the rule's own enforcement.
-        dscp = next((a[2] for a in rule.actions if a[0] == "set_field" and a[1] == "ip_dscp"),
-                    None)
-        queue = next((a[1] for a in rule.actions if a[0] == "set_queue"), None)
-        c = cfg.get(meter_id) if meter_id is not None else None
-        e = Enforcement("drop" if rule.is_drop else "allow",
-                        int(c.rate_kbps) if c else None, c.burst_kb if c else None,
-                        "session", dscp, queue, rule.idle_timeout, rule.hard_timeout,
-                        "restored")
-        return "restored", e
+        self.counters["stale_flows"] += stale_flows
+        self.counters["stale_meters"] += stale_meters
 
     # ---- views ---------------------------------------------------------------
     def sessions(self) -> list[dict]:

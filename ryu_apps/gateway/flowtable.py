@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
-from .rules import OFPP_FLOOD, FlowRule, MeterRule
+from .rules import OFPP_FLOOD, FlowRule, MeterRule, PacketOut, ReadRequest
 
 
 class FlowTableError(Exception):
@@ -49,7 +49,10 @@ class FlowTableModel:
 
     # ---- messages ----------------------------------------------------------
     def apply(self, messages: Iterable[FlowRule | MeterRule]) -> None:
+        """Execute flow and meter messages; requests and packet-outs change no state."""
         for m in messages:
+            if isinstance(m, (ReadRequest, PacketOut)):
+                continue
             if isinstance(m, MeterRule):
                 self._meter(m)
             else:

@@ -55,6 +55,21 @@ class MeterTable:
         if ids:
             self._next = max(self._next, max(ids) + 1)
 
+    def adopt(self, meter_key: tuple | None, meter_id: int, rate_kbps: int,
+              burst_kb: int | None, sid: int) -> None:
+        """A meter found on the switch after a restore, used by session ``sid``: kept
+        under its id, keyed like :meth:`acquire` would key it (class meters under their
+        class key, so that new sessions of the class reuse it); a second switch meter
+        for one key, or one without a key, is kept apart (``("restored", id)``)."""
+        key = (("restored", meter_id) if meter_key is None
+               else meter_key if meter_key[0] == "class" else (*meter_key, sid))
+        m = self.by_key.get(key)
+        if m is not None and m.meter_id != meter_id:
+            key, m = ("restored", meter_id), self.by_key.get(("restored", meter_id))
+        if m is None:
+            m = self.by_key[key] = _Meter(meter_id, key, rate_kbps, burst_kb)
+        m.users.add(sid)
+
     def acquire(self, meter_key: tuple | None, sid: int) -> tuple[int | None, list[MeterRule]]:
         """(meter id or None, messages to send) for session ``sid``."""
         if meter_key is None:

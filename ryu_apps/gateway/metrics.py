@@ -1,17 +1,73 @@
-"""Prometheus metrics of the gateway (own registry: several engines per process in tests)."""
+"""Prometheus metrics of the gateway (own registry: several engines per process in tests).
+
+Every series carries a ``dp_id`` label (the switch, 16 hex digits; empty for what is
+not one switch's: reloads, errors), as Faucet labels its metrics. An engine counts
+through :meth:`Metrics.switch`, a view with the same attributes whose ``dp_id`` is
+filled in."""
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client import Counter as _Counter
+from prometheus_client import Gauge as _Gauge
+from prometheus_client import Histogram as _Histogram
 from prometheus_client import CONTENT_TYPE_LATEST  # noqa: F401  (re-exported for rest.py)
+
+
+def _with_dp(kind):
+    """The metric class with ``dp_id`` as the first label of every metric."""
+    def make(name, doc, labelnames=(), **kw):
+        return kind(name, doc, ["dp_id", *labelnames], **kw)
+    return make
+
 
 LATENCY_BUCKETS = (0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
                    0.05, 0.1, 0.25, 1.0)
+
+
+def dp_label(dp_id: int | None) -> str:
+    return "" if dp_id is None else f"{dp_id:016x}"
+
+
+class _Bound:
+    """One metric with its ``dp_id`` label filled in: ``.labels(other...)``, or
+    ``.inc()`` / ``.set()`` / ``.observe()`` when ``dp_id`` is its only label."""
+
+    def __init__(self, metric, dp: str):
+        self._metric, self._dp = metric, dp
+
+    def labels(self, *values):
+        return self._metric.labels(self._dp, *values)
+
+    def __getattr__(self, name):      # inc, set, observe
+        return getattr(self._metric.labels(self._dp), name)
+
+
+class SwitchMetrics:
+    """The metrics of one switch: the attributes of :class:`Metrics`, dp_id bound."""
+
+    def __init__(self, metrics: "Metrics", dp_id: int | None):
+        self._root = metrics
+        self.registry = metrics.registry
+        self.dp_id = dp_id
+        dp = dp_label(dp_id)
+        for name, metric in vars(metrics).items():
+            if name not in ("registry",):
+                setattr(self, name, _Bound(metric, dp))
+
+    def switch(self, dp_id: int | None) -> "SwitchMetrics":
+        return self if dp_id == self.dp_id else SwitchMetrics(self._root, dp_id)
+
+    def render(self) -> bytes:
+        return self._root.render()
 
 
 class Metrics:
     def __init__(self, registry: CollectorRegistry | None = None):
         self.registry = registry or CollectorRegistry()
         r = self.registry
+        Counter = _with_dp(_Counter)
+        Gauge = _with_dp(_Gauge)
+        Histogram = _with_dp(_Histogram)
         self.sessions_classified = Counter(
             "egw_sessions_classified", "Sessions classified, by class", ["cls"], registry=r)
         self.decisions = Counter(
@@ -58,6 +114,10 @@ class Metrics:
         self.policy_reloads = Counter(
             "egw_policy_reloads", "Policy reloads, by result (ok, rejected)", ["result"],
             registry=r)
+
+    def switch(self, dp_id: int | None) -> SwitchMetrics:
+        """This process's metrics as seen by one switch (``dp_id`` label filled in)."""
+        return SwitchMetrics(self, dp_id)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -15,6 +15,8 @@ import os
 from pathlib import Path
 from typing import Callable
 
+from policies.watch import FileWatch
+
 log = logging.getLogger("egw.model")
 
 WATCHED = ("labels.json", "card.json", "preprocess.json", "model.tflite", "model.int8.tflite")
@@ -29,7 +31,7 @@ class ModelHolder:
         self.current = None
         self.last_error: str | None = None
         self.generation = 0            # bumped on every model change
-        self._sig = self._signature()
+        self._watch = FileWatch([self.path / name for name in WATCHED])
 
     def _load(self):
         if self._loader is not None:
@@ -38,23 +40,13 @@ class ModelHolder:
 
         return load_bundle(self.path, prefer_int8=self.prefer_int8)
 
-    def _signature(self) -> tuple:
-        out = []
-        for name in WATCHED:
-            try:
-                st = os.stat(self.path / name)
-                out.append((name, st.st_mtime_ns, st.st_size))
-            except OSError:
-                out.append((name, None, None))
-        return tuple(out)
-
     def changed_on_disk(self) -> bool:
-        return self._signature() != self._sig
+        return self._watch.changed()
 
     def load(self) -> tuple[bool, str]:
         """(Re)load the bundle. A good one replaces the running model; a bad one is
         rejected (``last_error``, the running model kept). Returns (ok, message)."""
-        self._sig = self._signature()
+        self._watch.mark()
         try:
             bundle = self._load()
         except Exception as exc:  # BundleError names the file; anything else too

@@ -1,4 +1,5 @@
-"""The gateway's REST API on Ryu's WSGI server (the only module here that imports Ryu).
+"""The gateway's REST API on Ryu's WSGI server (imports Ryu: the one module of
+ryu_apps.gateway that does; egw.py, egw_flags.py and ofmsg.py are the others).
 
     GET  /egw/health              {"ok": true, "switches": [...], "model": ..., "policy": ...}
     GET  /egw/sessions            every session: class, confidence, action, counters

@@ -16,8 +16,8 @@ Table layout (see docs/gateway.md):
 - table 1 (``FORWARD_TABLE``): L2 learning (priority 1: in_port + eth_dst -> output),
   miss (priority 0) -> controller, which learns and floods.
 
-Nothing here knows Ryu: the adapter (``ryu_apps/egw.py``) turns :class:`FlowRule`
-and :class:`MeterRule` into ``OFPFlowMod`` / ``OFPMeterMod``; the in-memory model
+Nothing here knows Ryu: :mod:`ryu_apps.ofmsg` turns these messages into Ryu's
+(``OFPFlowMod``, ``OFPMeterMod``, ...) for the adapter (``ryu_apps/egw.py``); the in-memory model
 (:mod:`ryu_apps.gateway.flowtable`) executes them in tests.
 """
 from __future__ import annotations
@@ -25,6 +25,8 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass, field
 from typing import Any, Iterable
+
+from classifier.packets import ETH_IPV4, ETH_IPV6, PROTO_TCP, PROTO_UDP, PacketView
 
 SESSION_TABLE = 0
 FORWARD_TABLE = 1
@@ -34,11 +36,6 @@ MIRROR_PRIORITY = 1
 CHATTER_PRIORITY = 2
 SESSION_PRIORITY = 100
 FORWARD_PRIORITY = 1
-
-ETH_IPV4 = 0x0800
-ETH_IPV6 = 0x86DD
-PROTO_TCP = 6
-PROTO_UDP = 17
 
 #: Reserved port numbers (OpenFlow 1.3).
 OFPP_FLOOD = 0xFFFFFFFB
@@ -97,6 +94,11 @@ class FlowRule:
     def is_drop(self) -> bool:
         return not self.actions and self.goto is None and self.meter is None
 
+    def same_effect(self, other: "FlowRule") -> bool:
+        """Same actions, goto and timeouts (what a packet and its lifetime see)."""
+        return ((tuple(self.actions), self.goto, self.idle_timeout, self.hard_timeout)
+                == (tuple(other.actions), other.goto, other.idle_timeout, other.hard_timeout))
+
     def describe(self) -> str:
         m = ",".join(f"{k}={v}" for k, v in sorted(self.match.items()))
         acts = [":".join(str(x) for x in a) for a in self.actions]
@@ -122,7 +124,29 @@ class MeterRule:
     pktps: bool = False
 
 
-Message = FlowRule | MeterRule
+@dataclass
+class ReadRequest:
+    """Ask the switch for state: ``flows`` (every flow of every table), ``meters``
+    (every meter's configuration), ``session_stats`` (counters of the session rules)
+    or ``ports`` (port descriptions). ``xid``: the transaction id its reply will carry
+    (None: the adapter picks one)."""
+
+    what: str
+    xid: int | None = None
+
+
+@dataclass
+class PacketOut:
+    """Send a packet the switch handed to the controller out of ``out_port``
+    (``OFPP_FLOOD`` floods); ``buffer_id`` None: ``data`` is the whole frame."""
+
+    in_port: int
+    out_port: int
+    data: bytes = b""
+    buffer_id: int | None = None
+
+
+Message = FlowRule | MeterRule | ReadRequest | PacketOut
 
 
 def _addr(raw: bytes) -> str:
@@ -139,6 +163,17 @@ class FiveTuple:
     sport: int
     dst: bytes
     dport: int
+
+    @classmethod
+    def of(cls, pv: PacketView) -> "FiveTuple":
+        """The direction of a parsed packet."""
+        return cls(pv.version, pv.proto, pv.src, pv.sport, pv.dst, pv.dport)
+
+    def key(self) -> tuple:
+        """The session's canonical bidirectional key: the same for both directions and
+        the same as :meth:`classifier.packets.PacketView.session_key` of its packets
+        (that method reads only the fields a FiveTuple shares: one implementation)."""
+        return PacketView.session_key(self)[0]
 
     def reverse(self) -> "FiveTuple":
         return FiveTuple(self.version, self.proto, self.dst, self.dport, self.src, self.sport)
@@ -198,13 +233,17 @@ def controller_meter(rate_pps: int, burst: int | None = None) -> list[MeterRule]
     return msgs
 
 
+def mac_text(mac: bytes) -> str:
+    """``02:00:00:00:00:01``: a MAC address as OpenFlow matches and policies write it."""
+    return ":".join(f"{b:02x}" for b in mac)
+
+
 def frame_macs(frame: bytes) -> tuple[str, str] | None:
     """(eth_src, eth_dst) of an Ethernet frame as text, None when it is too short.
     Plain slicing: never raises, whatever follows the 12 address bytes."""
     if not isinstance(frame, (bytes, bytearray)) or len(frame) < 14:
         return None
-    return (":".join(f"{b:02x}" for b in frame[6:12]),
-            ":".join(f"{b:02x}" for b in frame[0:6]))
+    return mac_text(frame[6:12]), mac_text(frame[0:6])
 
 
 def flow_from_match(match: dict[str, Any]) -> "FiveTuple | None":
@@ -276,6 +315,17 @@ class L2Learning:
         if out is None or out == in_port:
             return OFPP_FLOOD, []
         return out, [forward_rule(in_port, eth_dst, out)]
+
+    def packet_in(self, dpid: int, in_port: int, frame: bytes, buffer_id: int | None = None
+                  ) -> list[Message] | None:
+        """A table-1 miss: the forwarding rule (once both ends are known) and the packet-out
+        of this packet; None when the frame is too short to carry Ethernet addresses."""
+        macs = frame_macs(frame)
+        if macs is None:
+            return None
+        out, rules = self.packet(dpid, in_port, *macs)
+        return [*rules, PacketOut(in_port, out, bytes(frame) if buffer_id is None else b"",
+                                  buffer_id)]
 
     def relearn(self, dpid: int, flows: Iterable[FlowRule]) -> int:
         """Learn MAC -> port back from the forwarding rules read from a switch (after a

@@ -14,6 +14,8 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
+from classifier.packets import PROTO_TCP
+
 from .rules import FiveTuple
 
 MIRRORING = "mirroring"
@@ -65,7 +67,7 @@ class Session:
         e = self.enforcement
         return {
             "id": self.sid,
-            "proto": "tcp" if self.flow.proto == 6 else "udp",
+            "proto": "tcp" if self.flow.proto == PROTO_TCP else "udp",
             "client": f"{ipaddress.ip_address(self.flow.src)}",
             "client_port": self.flow.sport,
             "server": f"{ipaddress.ip_address(self.flow.dst)}",
@@ -155,11 +157,29 @@ class SessionTable:
         elif self.by_key.get(s.key) is s:
             self.unenforced[s.key] = s
 
-    def reserve_ids_above(self, sid: int) -> None:
-        """New sessions get ids above ``sid`` (their cookies must not collide with
-        restored rules)."""
-        if sid >= self._next_id:
-            self._next_id = sid + 1 if sid < (1 << 46) else 1
+    def clear(self) -> None:
+        """Forget every session (the switch state they belonged to is gone)."""
+        self.by_key.clear()
+        self.by_id.clear()
+        self.unenforced.clear()
+
+    def detach_ids(self) -> list[Session]:
+        """Before a restore: take every session out of the id index (it stays in the
+        table) so that the restored sessions get their ids back from the switch's
+        cookies; :meth:`reattach` gives the detached ones new ids afterwards."""
+        detached = list(self.by_id.values())
+        self.by_id.clear()
+        return detached
+
+    def reattach(self, sessions: list[Session]) -> None:
+        """New ids, above every restored one, for sessions :meth:`detach_ids` took out."""
+        if self.by_id:
+            top = max(self.by_id)
+            if top >= self._next_id:
+                self._next_id = top + 1 if top < (1 << 46) else 1
+        for s in sessions:
+            s.sid = self.new_id()
+            self.by_id[s.sid] = s
 
     def remove(self, s: Session) -> None:
         if self.by_key.get(s.key) is s:

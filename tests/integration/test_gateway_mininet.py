@@ -203,8 +203,9 @@ def test_gateway_classifies_and_enforces(ovs, mininet_slot, tmp_path, demo_bundl
             time.sleep(1.5)
             assert _get(f"{ryu.rest_url}/egw/policy")["last_error"]
             metrics = urllib.request.urlopen(f"{ryu.rest_url}/metrics", timeout=5).read().decode()
-            assert re.search(r'egw_sessions_classified_total\{cls="p2p"\} [1-9]', metrics)
-            assert 'egw_policy_reloads_total{result="rejected"}' in metrics
+            assert re.search(r'egw_sessions_classified_total\{cls="p2p",dp_id="[0-9a-f]{16}"\} [1-9]',
+                             metrics)
+            assert 'egw_policy_reloads_total{dp_id="",result="rejected"}' in metrics
         finally:
             net.stop()
     log = ryu.log_tail(400)

@@ -189,8 +189,9 @@ def test_controller_restart_keeps_sessions_and_relearns(ovs, mininet_slot, tmp_p
         assert str(policy) in pol["last_error"]
         assert pol["policy"]["classes"]["voip"]["dscp"] in (46, "EF")
         metrics = urllib.request.urlopen(f"{url}/metrics", timeout=5).read().decode()
-        assert re.search(r'egw_model_reloads_total\{result="rejected"\} 1\.0', metrics), metrics
-        assert re.search(r"egw_sessions_restored_total [1-9]", metrics)
+        assert re.search(r'egw_model_reloads_total\{dp_id="",result="rejected"\} 1\.0', metrics), \
+            metrics
+        assert re.search(r'egw_sessions_restored_total\{dp_id="[0-9a-f]{16}"\} [1-9]', metrics)
     finally:
         net.stop()
         ryu.stop()

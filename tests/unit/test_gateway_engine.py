@@ -225,8 +225,8 @@ def test_batches_sessions_ready_together(gw):
 
 def test_mirror_caps_packets_and_time(gw):
     eng, sw, clf = gw
-    eng.preprocess = Preprocess(repr="session784")      # needs 784 bytes or 10 packets
-    eng.mirror_max_packets = 3
+    eng.set_model(Preprocess(repr="session784"), clf)   # needs 784 bytes or 10 packets
+    eng.configure(mirror_max_packets=3)
     for i in range(3):
         eng.mirror_packet(LAN, frame(proto=17, sport=1111, payload=b"b" * 20), now=0)
     sw.apply(eng.flush(0.01))

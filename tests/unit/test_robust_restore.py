@@ -7,7 +7,7 @@ from __future__ import annotations
 from ryu_apps.gateway.engine import GatewayEngine
 from ryu_apps.gateway.flowtable import FlowTableModel
 from ryu_apps.gateway.rules import (CONTROLLER_METER, FlowRule, L2Learning, MeterRule,
-                                    session_cookie)
+                                    ReadRequest, session_cookie)
 from tests.unit.test_gateway_engine import (LAN, WAN, FakeClassifier, both_ways,
                                             policy_enforcer, run_session)
 from classifier.preprocess import Preprocess
@@ -34,6 +34,16 @@ def _meters(sw):
             for m in sw.meters.values()]
 
 
+def _answer(eng, sw, msgs, labels=LABELS):
+    """The switch answers the read-back requests among ``msgs`` (one reply each)."""
+    out = []
+    for r in msgs:
+        if isinstance(r, ReadRequest) and r.what in ("flows", "meters"):
+            items = sw.flows() if r.what == "flows" else _meters(sw)
+            out += eng.readback_reply(r.what, r.xid, items, False, labels)
+    return out
+
+
 def test_packet_in_meter_installed_on_every_connect():
     eng = _engine(FakeClassifier())
     sw = FlowTableModel(ports=[LAN, WAN])
@@ -42,7 +52,7 @@ def test_packet_in_meter_installed_on_every_connect():
     assert m.pktps and m.rate_kbps == 500 and m.burst_kb == 100
     sw.apply(eng.switch_connected(fresh=False))          # reconnect: delete + add, no error
     assert sw.meters[CONTROLLER_METER].rate_kbps == 500
-    eng.packet_in_rate = 0
+    eng.configure(packet_in_rate=0)
     sw.apply(eng.switch_connected(fresh=False))
     assert CONTROLLER_METER not in sw.meters
 
@@ -79,7 +89,9 @@ def test_restart_relearns_sessions_and_meters_and_removes_stale():
 
     learnt_l2 = L2Learning()
     assert learnt_l2.relearn(1, sw.flows()) == 2
-    out = new.adopt(sw.flows(), _meters(sw), LABELS)
+    out = _answer(new, sw, msgs)
+    assert not new.restoring
+    assert new.l2.tables[new.dp_id] == learnt_l2.tables[1]
     sw.apply(out)
     after = {s["client_port"]: (s["class"], s["meter_id"], s["id"]) for s in new.sessions()}
     for port, v in before.items():
@@ -117,8 +129,96 @@ def test_rule_unknown_to_the_policy_is_kept_as_restored():
     new = GatewayEngine(Preprocess(repr="packet1480"), clf,
                         policy_enforcer(POLICY.replace("voip: {dscp: EF", "voip: {dscp: CS4")),
                         wan_port=WAN, clock=lambda: 0.0)
-    sw.apply(new.switch_connected(fresh=True, readback=True))
-    sw.apply(new.adopt(sw.flows(), _meters(sw), LABELS))
+    msgs = new.switch_connected(fresh=True, readback=True)
+    sw.apply(msgs)
+    sw.apply(_answer(new, sw, msgs))
     (s,) = new.sessions()
     assert s["class"] == "restored" and s["dscp"] == 46 and s["action"] == "allow"
     assert both_ways(sw)[0].dscp == 46
+
+
+def _restarted(label="voip"):
+    """An old engine left one enforced session on the switch; a new engine connects
+    fresh with read-back. Returns (new engine, switch, the read-back requests)."""
+    clf = FakeClassifier(label)
+    old = _engine(clf)
+    sw = FlowTableModel(ports=[LAN, WAN])
+    sw.apply(old.switch_connected(fresh=True))
+    _learn(sw)
+    run_session(old, sw)
+    new = _engine(FakeClassifier("streaming"))
+    msgs = new.switch_connected(fresh=True, readback=True)
+    sw.apply(msgs)
+    assert new.restoring
+    return new, sw, msgs
+
+
+def _new_session(eng, sw, sport=5002, now=0.0):
+    """A new UDP session; returns what flush() decides for it."""
+    from tests.unit.test_gateway_engine import frame
+    eng.mirror_packet(LAN, frame(proto=17, sport=sport, dport=6000, payload=b"x" * 300),
+                      now=now)
+    return eng.flush(now)
+
+
+def test_readback_in_several_parts_and_other_replies_ignored():
+    new, sw, msgs = _restarted()
+    reqs = {r.what: r for r in msgs if isinstance(r, ReadRequest)}
+    flows = sw.flows()
+    assert new.readback_reply("flows", reqs["flows"].xid + 99, flows, False) == []
+    assert new.readback_reply("flows", reqs["flows"].xid, flows[:3], True) == []
+    assert new.readback_reply("flows", reqs["flows"].xid, flows[3:], False) == []
+    assert new.restoring                          # meters still to come
+    sw.apply(new.readback_reply("meters", reqs["meters"].xid, _meters(sw), False, LABELS))
+    assert not new.restoring and new.counters["restored"] == 1
+    assert [s["class"] for s in new.sessions()] == ["voip"]
+
+
+def test_readback_timeout_clears_the_switch_and_classifies_again():
+    new, sw, msgs = _restarted()
+    assert new.tick(now=1.0) == [] and new.restoring
+    out = new.tick(now=5.0)                       # restore_timeout 5 s
+    assert not new.restoring and new.faults.count("restore") == 1
+    assert any(getattr(m, "command", "") == "delete_all" for m in out)
+    sw.apply(out)
+    assert not [r for r in sw.flows(0) if r.priority == 100]
+    assert any(getattr(m, "meter_id", None) for m in _new_session(new, sw, now=6.0))
+    assert new.sessions()[-1]["state"] == "enforced"
+    # a late reply to the abandoned read-back changes nothing
+    reqs = {r.what: r for r in msgs if isinstance(r, ReadRequest)}
+    assert new.readback_reply("flows", reqs["flows"].xid, [], False) == []
+
+
+def test_switch_drops_during_readback_then_reconnects():
+    new, sw, msgs = _restarted()
+    new.switch_disconnected()                     # replies to `msgs` will never come
+    again = new.switch_connected(fresh=False)     # the adapter's reconnect: not fresh
+    assert new.restoring
+    assert not any(getattr(m, "command", "") == "delete_all" for m in again)
+    sw.apply(again)
+    old = {r.what: r.xid for r in msgs if isinstance(r, ReadRequest) and r.xid}
+    assert new.readback_reply("flows", old["flows"], sw.flows(), False) == []
+    sw.apply(_answer(new, sw, again))
+    assert not new.restoring and [s["class"] for s in new.sessions()] == ["voip"]
+    decided = _new_session(new, sw)               # restoring did not stick
+    assert decided and new.sessions()[-1]["state"] == "enforced"
+
+
+def test_switch_away_past_the_deadline_is_cleared_when_it_returns():
+    new, sw, msgs = _restarted()
+    new.switch_disconnected()
+    assert new.tick(now=6.0) == [] and not new.restoring   # nothing to send it to
+    back = new.switch_connected(fresh=False, now=7.0)
+    assert any(getattr(m, "command", "") == "delete_all" for m in back)
+    assert not any(isinstance(m, ReadRequest) and m.what == "flows" for m in back)
+    sw.apply(back)
+    assert _new_session(new, sw, now=7.0) and new.sessions()[-1]["state"] == "enforced"
+
+
+def test_reconnect_before_timeout_restarts_the_deadline():
+    new, sw, msgs = _restarted()
+    new.switch_disconnected()
+    again = new.switch_connected(fresh=False, now=4.0)
+    assert new.tick(now=6.0) == [] and new.restoring       # new deadline: 4 + 5
+    sw.apply(_answer(new, sw, again))
+    assert not new.restoring and new.faults.count("restore") == 0

@@ -1,0 +1,262 @@
+"""The gateway process's logic above the per-switch engines (no Ryu, no eventlet).
+
+:class:`Gateway` holds the model and policy (reloaded, last good kept), one
+:class:`~ryu_apps.gateway.engine.GatewayEngine` per switch, the WAN port choice and
+the WAN HTB, and the REST views. Its methods return ``{dpid: [messages]}`` for the
+adapter (``ryu_apps/egw.py``) to send, which only decodes events and schedules
+:meth:`Gateway.tick`, :meth:`Gateway.watch` and :meth:`Gateway.poll_stats`.
+``conf``: any object with the ``egw_*`` options (``ryu_apps/egw_flags.py``).
+"""
+from __future__ import annotations
+
+import functools
+import logging
+import time
+from pathlib import Path
+
+from policies import DEFAULT_POLICY_PATH, PolicyError, enforcement_for
+from policies.reload import PolicyHolder
+from policies.watch import FileWatch
+
+from .engine import GatewayEngine
+from .faults import FaultLog
+from .htb import WanHtb
+from .metrics import Metrics
+from .model import ModelHolder
+from .rules import FlowRule, Message
+
+WAN_NAME_HINTS = ("wan", "uplink")
+
+Outbox = dict[int, list[Message]]
+
+
+def find_wan(names: dict[int, str], want: str = "") -> int | None:
+    """The WAN port: ``want`` (a port number or name), else the first port whose name
+    contains 'wan' or 'uplink'."""
+    want = (want or "").strip()
+    if want:
+        if want.isdigit():
+            return int(want)
+        return next((no for no, name in names.items() if name == want), None)
+    return next((no for no, name in sorted(names.items())
+                 if any(h in name.lower() for h in WAN_NAME_HINTS)), None)
+
+
+class Gateway:
+    def __init__(self, conf, logger: logging.Logger | None = None):
+        self.conf = conf
+        self.log = logger or logging.getLogger("egw")
+        self.metrics = Metrics().switch(None)
+        self.faults = FaultLog(self.metrics, self.log)
+        self.model = self._load_model()
+        self.policy = self._load_policy()
+        self.engines: dict[int, GatewayEngine] = {}
+        self.wan_ports: dict[int, int] = {}
+        self.htb = WanHtb(self.metrics, self.log)
+        self.sighup = False
+
+    # ---- configuration -------------------------------------------------------
+    @property
+    def bundle(self):
+        return self.model.current if self.model is not None else None
+
+    def _load_model(self) -> ModelHolder | None:
+        """A bad bundle at start-up does not stop the gateway: it runs without a model
+        (every session 'unknown', i.e. the default policy), says which file is wrong,
+        and loads the bundle once its files change."""
+        from classifier.bundle import DEFAULT_BUNDLE_DIR
+
+        path = self.conf.egw_model or ""
+        if not path:
+            if not (DEFAULT_BUNDLE_DIR / "labels.json").is_file():
+                self.log.warning("no model bundle given and the embedded default (%s) is "
+                                 "empty: every session will be 'unknown'", DEFAULT_BUNDLE_DIR)
+                return None
+            path = str(DEFAULT_BUNDLE_DIR)
+        holder = ModelHolder(path, prefer_int8=self.conf.egw_prefer_int8)
+        ok, msg = holder.load()
+        if not ok:
+            self.metrics.model_reloads.labels("rejected").inc()
+            self.faults.report("model", msg, "cannot load the model bundle at start-up")
+            return holder
+        b = holder.current
+        self.log.info("model %s (%s): %d classes %s, threshold %.2f, %s", b.path,
+                      b.model_file.name, len(b.labels), b.labels, b.threshold,
+                      b.preprocess.repr)
+        return holder
+
+    def _load_policy(self) -> PolicyHolder:
+        path = Path(self.conf.egw_policy or DEFAULT_POLICY_PATH)
+        # Class names are checked against the model only when both were chosen on
+        # purpose: the embedded policy is meant to work with any model.
+        labels = (self.bundle.labels if self.bundle is not None and self.conf.egw_policy
+                  and self.conf.egw_model else None)
+        try:
+            holder = PolicyHolder(path, labels)
+        except PolicyError as exc:
+            if path == Path(DEFAULT_POLICY_PATH):
+                self.log.error("cannot load the policy: %s", exc)
+                raise
+            # Keep forwarding: run the embedded policy, watch the bad file for a fix.
+            self.faults.report("policy", str(exc), "cannot load the policy at start-up; "
+                               f"running the embedded {DEFAULT_POLICY_PATH} until it is fixed")
+            holder = PolicyHolder(DEFAULT_POLICY_PATH)
+            holder.path, holder.labels, holder.last_error = path, labels, str(exc)
+            holder.watch = FileWatch(path, content=True)
+            holder.watch.mark(known=False)   # the next edit of the bad file reloads it
+            return holder
+        self.log.info("policy %s loaded", path)
+        return holder
+
+    def _enforcer(self):
+        return functools.partial(enforcement_for, self.policy.current)
+
+    def labels(self) -> list[str]:
+        """Class names a restored rule may belong to: the model's and the policy's."""
+        return sorted(set(self.bundle.labels if self.bundle is not None else [])
+                      | set(self.policy.current.classes))
+
+    def engine(self, dpid: int) -> GatewayEngine:
+        eng = self.engines.get(dpid)
+        if eng is None:
+            c, b = self.conf, self.bundle
+            eng = self.engines[dpid] = GatewayEngine(
+                b.preprocess if b is not None else None,
+                self.model.classify if b is not None else None,
+                self._enforcer(), max_sessions=c.egw_max_sessions,
+                mirror_max_packets=c.egw_mirror_max_packets,
+                mirror_max_seconds=c.egw_mirror_max_seconds, use_queue=c.egw_set_queue,
+                metrics=self.metrics, max_mirroring_per_port=c.egw_max_mirroring_per_port,
+                packet_in_rate=c.egw_packet_in_rate,
+                packet_in_burst=c.egw_packet_in_burst or None,
+                restore_timeout=c.egw_restore_timeout, faults=self.faults, dp_id=dpid)
+        return eng
+
+    # ---- switch events -------------------------------------------------------
+    def switch_connected(self, dpid: int) -> list[Message]:
+        fresh = dpid not in self.engines
+        readback = fresh and self.conf.egw_restore
+        msgs = self.engine(dpid).switch_connected(fresh=fresh, readback=readback)
+        self.log.info("switch %016x %s: base pipeline%s installed", dpid,
+                      "connected" if fresh else "reconnected",
+                      ", reading its flows and meters back" if readback
+                      else "" if fresh else ", meters and session rules re-")
+        return msgs
+
+    def switch_disconnected(self, dpid: int) -> None:
+        if dpid in self.engines:
+            self.engines[dpid].switch_disconnected()
+        self.log.info("switch %016x disconnected (state kept for a reconnect)", dpid)
+
+    def ports(self, dpid: int, names: dict[int, str]) -> None:
+        """The switch's port names: pick its WAN port (and set up the HTB on it)."""
+        wan = find_wan(names, self.conf.egw_wan_port)
+        self.engine(dpid).configure(wan_port=wan)
+        if wan is None:
+            self.log.warning("switch %016x: no WAN port found (ports %s); the device of a "
+                             "session is its client", dpid, names)
+            return
+        self.wan_ports[dpid] = wan
+        self.log.info("switch %016x: WAN port %d (%s)", dpid, wan, names.get(wan))
+        if self.conf.egw_wan_htb:
+            self.htb.setup(names.get(wan), self.policy.current.wan)
+
+    def readback_reply(self, dpid: int, kind: str, xid: int, items, more: bool
+                       ) -> list[Message]:
+        eng = self.engines.get(dpid)
+        return eng.readback_reply(kind, xid, items, more, self.labels()) if eng else []
+
+    # ---- periodic work (the adapter schedules these) ---------------------------
+    def tick(self) -> Outbox:
+        out: Outbox = {}
+        for dpid, eng in list(self.engines.items()):
+            try:
+                out[dpid] = eng.tick()
+            except Exception as exc:
+                self.faults.report("tick", exc, "tick failed")
+        return out
+
+    def flush(self) -> Outbox:
+        return {dpid: eng.flush() for dpid, eng in list(self.engines.items())
+                if eng.has_pending()}
+
+    def poll_stats(self) -> Outbox:
+        return {dpid: eng.stats_requests() for dpid, eng in self.engines.items()}
+
+    def watch(self) -> Outbox:
+        """SIGHUP or changed files: reload the policy and/or the model."""
+        out: Outbox = {}
+        try:
+            if self.sighup:
+                self.sighup = False
+                _merge(out, self.reload_policy("SIGHUP")[2])
+                _merge(out, self.reload_model("SIGHUP")[2])
+                return out
+            if self.conf.egw_policy_watch > 0 and self.policy.changed_on_disk():
+                _merge(out, self.reload_policy("file change")[2])
+            if (self.conf.egw_model_watch > 0 and self.model is not None
+                    and self.model.changed_on_disk()):
+                _merge(out, self.reload_model("file change")[2])
+        except Exception as exc:
+            self.faults.report("reload", exc, "reload failed")
+        return out
+
+    def reload_model(self, trigger: str) -> tuple[bool, str, Outbox]:
+        """Re-read the model bundle; a bad one is rejected, the running model kept."""
+        if self.model is None:
+            return False, "no model bundle configured", {}
+        ok, msg = self.model.load()
+        if not ok:
+            self.metrics.model_reloads.labels("rejected").inc()
+            self.faults.report("model", msg, f"model reload ({trigger})")
+            return False, msg, {}
+        self.metrics.model_reloads.labels("ok").inc()
+        self.log.info("model reload (%s): %s", trigger, msg)
+        b = self.bundle
+        return True, msg, {dpid: eng.set_model(b.preprocess, self.model.classify)
+                           for dpid, eng in list(self.engines.items())}
+
+    def reload_policy(self, trigger: str) -> tuple[bool, str, Outbox]:
+        """Re-read the policy file; a good one is applied to existing sessions too."""
+        res = self.policy.reload()
+        if res.error:
+            self.metrics.policy_reloads.labels("rejected").inc()
+            self.log.error("policy reload (%s) rejected, keeping the running policy: %s",
+                           trigger, res.error)
+            return False, res.error, {}
+        self.metrics.policy_reloads.labels("ok").inc()
+        out = {dpid: eng.set_enforcer(self._enforcer())
+               for dpid, eng in list(self.engines.items())}
+        updated = sum(isinstance(m, FlowRule) for msgs in out.values() for m in msgs) // 2
+        if res.wan_changed and self.conf.egw_wan_htb and self.htb.dev:
+            self.htb.setup(self.htb.dev, self.policy.current.wan)
+        self.log.info("policy reload (%s) applied: %s; %d session(s) updated", trigger,
+                      res.summary(), updated)
+        return True, f"{res.summary()} ({updated} session(s) updated)", out
+
+    # ---- REST views ------------------------------------------------------------
+    def all_sessions(self) -> list[dict]:
+        return [{**s, "dpid": f"{dpid:016x}"} for dpid, eng in self.engines.items()
+                for s in eng.sessions()]
+
+    def all_stats(self) -> dict:
+        return {f"{dpid:016x}": eng.stats() for dpid, eng in self.engines.items()}
+
+    def health(self, switches) -> dict:
+        return {"ok": True, "switches": [f"{d:016x}" for d in switches],
+                "model": str(self.bundle.path) if self.bundle is not None else None,
+                "model_error": self.model.last_error if self.model is not None else None,
+                "policy_error": self.policy.last_error,
+                "errors": self.faults.describe(),
+                "labels": self.bundle.labels if self.bundle is not None else [],
+                "policy": str(self.policy.path), "wan_ports": self.wan_ports,
+                "htb": self.htb.dev, "time": time.time()}
+
+    def policy_view(self) -> dict:
+        return {"path": str(self.policy.path), "last_error": self.policy.last_error,
+                "policy": self.policy.current.model_dump(mode="json")}
+
+
+def _merge(out: Outbox, more: Outbox) -> None:
+    for dpid, msgs in more.items():
+        out.setdefault(dpid, []).extend(msgs)
