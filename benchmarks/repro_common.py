@@ -72,7 +72,7 @@ def hardware() -> dict[str, Any]:
     except OSError:
         pass
     try:
-        import tensorflow as tf
+        from classifier.nn.common import tf   # the quiet import (no start-up INFO lines)
         tfv = tf.__version__
         gpus = len(tf.config.list_physical_devices("GPU"))
     except Exception:

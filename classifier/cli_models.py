@@ -49,7 +49,9 @@ def register(sub) -> None:
                    "exceeds it (recorded in card.json)")
     p.add_argument("--teacher", default=None, metavar="DIR",
                    help="tinykp: distil from this bundle (e.g. a boosted model trained on the "
-                   "same dataset): its probabilities become half of the training targets")
+                   "same dataset), or 'oof-boosted': boosted trees trained here, 5 folds grouped "
+                   "by session, each row's soft target from the fold that did not see it; the "
+                   "teacher's probabilities become half of the training targets")
     p.add_argument("--workers", type=int, default=1, metavar="N",
                    help="nas: worker processes that train a generation's children in parallel")
     p.add_argument("--neighbours", type=int, default=None, metavar="K",

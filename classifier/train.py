@@ -36,6 +36,10 @@ ACCEPTS = {
 }
 
 
+#: ``--teacher`` value: boosted trees trained inside, out-of-fold (grouped by session)
+OOF_TEACHER = "oof-boosted"
+
+
 class TrainError(Exception):
     user_facing = True
 
@@ -186,14 +190,16 @@ def train(model: str, data: str, out: str, labeled_per_class: int | None = None,
         gan = bytesgan.ByteSGAN(shape, K, learning_rate=d["learning_rate"], seed=seed)
         history = gan.fit(Xl, yl, ds.X[tr_unlab] if len(tr_unlab) else None, epochs=ep,
                           batch_size=bs, X_val=Xv, y_val=yv, seed=seed, progress=progress,
-                          steps_per_epoch=steps_per_epoch, checkpoint=str(ckpt), log=log)
+                          steps_per_epoch=steps_per_epoch, checkpoint=str(ckpt), log=log,
+                          max_seconds=max_seconds)
         net = gan.classifier
         gan.gen.save(out_dir / "generator.keras")
         gan.discriminator.save(out_dir / "discriminator.keras")
         loss_keys = ["d_adv_loss", "g_adv_loss", "g_fm_loss", "d_sup_loss"]
         loss_title = "ByteSGAN adversarial losses (D: real+fake, G: -log D(G(z)), feature matching)"
         extra = {"labelled_rows": int(len(tr_lab)), "unlabelled_rows": int(len(tr_unlab)),
-                 "optimizer": "Adam(2e-4, beta_1=0.5)", "batch_size": bs, "epochs": ep}
+                 "optimizer": "Adam(2e-4, beta_1=0.5)", "batch_size": bs, "epochs": ep,
+                 "epochs_run": len(history.get("d_sup_loss", []))}
     elif model in ("cnn", "tiny", "deepnfv", "kpnet"):
         from classifier.nn import cnn, deepnfv, kpnet, tiny_nas
 
@@ -215,12 +221,19 @@ def train(model: str, data: str, out: str, labeled_per_class: int | None = None,
         Y = _one_hot(yl, K)
         distill = None
         if teacher:
-            soft = _teacher_probs(teacher, Xl, labels, ds.preprocess)
             a = d["distill_alpha"]
+            if teacher == OOF_TEACHER:
+                from classifier.nn import forest
+                soft = forest.out_of_fold_boosted(Xl, yl, ds.session[tr_lab], seed=seed,
+                                                  drop_last_column=True, log=log)
+                distill = {"teacher": OOF_TEACHER, "alpha": a, "folds": 5,
+                           "teacher_options": dict(forest.BOOSTED_DEFAULTS)}
+            else:
+                soft = _teacher_probs(teacher, Xl, labels, ds.preprocess)
+                distill = {"teacher": str(teacher), "alpha": a,
+                           "teacher_command": _card_of(teacher).get("command")}
             Y = (1 - a) * Y + a * soft
-            distill = {"teacher": str(teacher), "alpha": a,
-                       "teacher_command": _card_of(teacher).get("command"),
-                       "teacher_train_agreement": float((soft.argmax(1) == yl).mean())}
+            distill["teacher_train_agreement"] = float((soft.argmax(1) == yl).mean())
         net = tinykp.build(shape, K, learning_rate=d["learning_rate"], steps=ep * -(-len(Xl) // bs),
                            **{k: d[k] for k in tinykp.ARCH})
 

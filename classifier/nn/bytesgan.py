@@ -148,8 +148,9 @@ class ByteSGAN:
 
     def fit(self, X_lab, y_lab, X_unlab=None, epochs: int = 10, batch_size: int = 256,
             X_val=None, y_val=None, seed: int = 0, progress: bool = True, steps_per_epoch=None,
-            checkpoint=None, log=print):
-        """Alternate D and G steps; returns a per-epoch history dict."""
+            checkpoint=None, log=print, max_seconds: float | None = None):
+        """Alternate D and G steps; returns a per-epoch history dict. ``max_seconds``: stop
+        after the epoch in which the wall-clock budget runs out (``budget_exhausted``)."""
         rng = np.random.default_rng(seed)
         X_lab = np.asarray(X_lab, np.float32)
         y_lab = np.asarray(y_lab, np.int64)
@@ -161,6 +162,7 @@ class ByteSGAN:
         steps = steps_per_epoch or max(1, math.ceil(n_real / batch_size))
         hist = {k: [] for k in ("d_sup_loss", "d_adv_loss", "g_fm_loss", "g_adv_loss", "d_sup_acc",
                                 "val_accuracy", "val_loss", "seconds")}
+        t_start = time.time()
         for epoch in range(epochs):
             t0 = time.time()
             perm = rng.permutation(n_real)
@@ -200,4 +202,7 @@ class ByteSGAN:
             log(f"epoch {epoch + 1}/{epochs} d_sup={m[0]:.4f} d_adv={m[1]:.4f} g_fm={m[2]:.4f} "
                 f"g_adv={m[3]:.4f} sup_acc={m[4]:.4f}"
                 + (f" val_acc={hist['val_accuracy'][-1]:.4f}" if hist["val_accuracy"] else ""))
+            if max_seconds is not None and time.time() - t_start > max_seconds and epoch + 1 < epochs:
+                hist["budget_exhausted"] = [float(epoch + 1)]
+                break
         return hist

@@ -1,0 +1,195 @@
+"""Render docs/models.md's result tables and plots from the committed JSON in docs/results/.
+
+Each table sits between ``<!-- results:NAME -->`` and ``<!-- /results:NAME -->`` in
+docs/models.md; ``render_file()`` rewrites those blocks, ``check_file()`` returns the
+blocks that disagree with their JSON (the unit test fails on any). Nothing in a block
+is typed by hand.
+
+    .venv/bin/python benchmarks/models_doc.py          # re-render tables and plots
+"""
+from __future__ import annotations
+
+import json
+import re
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+RESULTS = REPO / "docs" / "results"
+DOC = REPO / "docs" / "models.md"
+IMG = REPO / "docs" / "img" / "models"
+BLOCK = re.compile(r"(<!-- results:(?P<name>[\w-]+) -->\n)(?P<body>.*?)(<!-- /results:(?P=name) -->)",
+                   re.S)
+
+
+def _load(name: str) -> dict | None:
+    p = RESULTS / f"{name}.json"
+    return json.loads(p.read_text()) if p.exists() else None
+
+
+def _kb(n) -> str:
+    return f"{n / 1000:.0f}"
+
+
+def _f(x, nd=3) -> str:
+    return "–" if x is None else f"{x:.{nd}f}"
+
+
+def families_table(res: dict) -> str:
+    rows = res["rows"]
+    best_tree = max((r["test_macro_f1_int8"] for r in rows if r["model"] in ("forest", "boosted", "cart")),
+                    default=None)
+    out = ["| family | input | budget | train s | epochs / candidates | params | FLOPs | flash kB float / int8 "
+           "| ms int8 | val macro-F1 int8 | **test macro-F1 int8** (float) | int8/float agree |",
+           "|---|---|---|---:|---:|---:|---:|---|---:|---:|---|---:|"]
+    for r in sorted(rows, key=lambda r: -r["test_macro_f1_int8"]):
+        mark = "**" if best_tree is not None and r["test_macro_f1_int8"] >= best_tree else ""
+        ep = r.get("epochs_run")
+        ep = "–" if ep is None else f"{ep}" + (" (budget hit)" if r.get("budget_exhausted") else "")
+        out.append(
+            f"| `{r['name']}` | {r['input']} | {r['budget']} | {r['train_seconds']:.0f} | {ep} | "
+            f"{r['params']:,} | {r['flops']:,} | {_kb(r['flash_float'])} / {_kb(r['flash_int8'])} | "
+            f"{r['latency_ms_int8']:.3f} | {_f(r['val_macro_f1_int8'])} | "
+            f"{mark}{_f(r['test_macro_f1_int8'])}{mark} ({_f(r['test_macro_f1_float'])}) | "
+            f"{100 * r['int8_float_agreement']:.1f} % |")
+    n = sorted({r["test_sessions"] for r in rows})
+    out.append("")
+    out.append(f"Test sessions: {', '.join(map(str, n))} (per-packet models score the session's first "
+               f"usable packet, as the gateway does). Bold: at least the best tree model's test "
+               f"macro-F1. Machine: {res['hardware']['cpu']}, {res['hardware']['cores_allowed']} cores, "
+               f"no GPU; finished {res['finished']}.")
+    notes = [f"`{r['name']}`: {r['note']}" for r in rows if r.get("note")]
+    if notes:
+        out.append("")
+        out += [f"- {x}" for x in notes]
+    return "\n".join(out)
+
+
+def label_table(res: dict) -> str:
+    pts = res["points"]
+    models = [m for m in ("bytesgan", "cnn", "tiny", "forest") if any(p["model"] == m for p in pts)]
+    sizes = sorted({p["labels_per_class"] or 10 ** 9 for p in pts})
+    out = ["| labels per class | " + " | ".join(f"`{m}`" for m in models) + " |",
+           "|---:|" + "---:|" * len(models)]
+    for n in sizes:
+        cells = []
+        for m in models:
+            p = next((p for p in pts if p["model"] == m and (p["labels_per_class"] or 10 ** 9) == n), None)
+            cells.append("–" if p is None else _f(p["test_macro_f1_int8"]))
+        out.append(f"| {'all' if n == 10 ** 9 else n} | " + " | ".join(cells) + " |")
+    b = {p["model"]: p["budget"] for p in pts}
+    out.append("")
+    out.append("Test macro-F1 (int8 LiteRT, per session, first usable packet). Budgets: "
+               + "; ".join(f"`{m}` {b[m]}" for m in models)
+               + ". ByteSGAN gets every other training packet as unlabelled data.")
+    return "\n".join(out)
+
+
+def min_confidence_table(res: dict) -> str:
+    out = ["| class | precision at threshold (val) | sessions kept (val) | `min_confidence` |",
+           "|---|---:|---:|---:|"]
+    for c, r in res["classes"].items():
+        out.append(f"| {c} | {_f(r['precision'])} | {r['kept']}/{r['n_predicted']} | "
+                   f"{_f(r['min_confidence'], 2)} |")
+    out.append("")
+    out.append(f"Rule: {res['rule']}")
+    return "\n".join(out)
+
+
+def selection_table(res: dict) -> str:
+    out = ["| variant | what | params | FLOPs | val macro-F1 int8 (float) |", "|---|---|---:|---:|---|"]
+    for r in res["rows"]:
+        mark = "**" if r["variant"] == res["chosen"] else ""
+        out.append(f"| {mark}{r['variant']}{mark} | {r['what']} | {r['params']:,} | {r['flops']:,} | "
+                   f"{_f(r['val_macro_f1_int8'])} ({_f(r['val_macro_f1_float'])}) |")
+    out.append("")
+    out.append(f"Split: {res['split']}. Rule: {res['rule']}.")
+    return "\n".join(out)
+
+
+RENDERERS = {"tinykp-selection": ("tinykp_selection", selection_table),"families": ("families", families_table),
+             "label-efficiency": ("label_efficiency", label_table),
+             "min-confidence": ("min_confidence", min_confidence_table)}
+
+
+def render_block(name: str) -> str | None:
+    src, fn = RENDERERS[name]
+    res = _load(src)
+    return None if res is None else fn(res) + "\n"
+
+
+def check_file(path: Path = DOC) -> list[str]:
+    """Names of result blocks in ``path`` whose text differs from their JSON's rendering."""
+    bad = []
+    for m in BLOCK.finditer(path.read_text()):
+        want = render_block(m["name"])
+        if want is None or m["body"] != want:
+            bad.append(m["name"])
+    return bad
+
+
+def render_file(path: Path = DOC) -> None:
+    text = path.read_text()
+
+    def sub(m):
+        body = render_block(m["name"])
+        return m.group(1) + (body if body is not None else m["body"]) + m.group(4)
+
+    path.write_text(BLOCK.sub(sub, text))
+
+
+def write_plots() -> list[str]:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    IMG.mkdir(parents=True, exist_ok=True)
+    made = []
+    fam = _load("families")
+    if fam:
+        keras_rows = [r for r in fam["rows"] if r["curve"].get("val_loss")]
+        nas = [r for r in fam["rows"] if r["curve"].get("val_macro_f1")]
+        fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+        for r in keras_rows:
+            axes[0].plot(range(1, len(r["curve"]["val_loss"]) + 1), r["curve"]["val_loss"], label=r["name"])
+        axes[0].set(xlabel="epoch", ylabel="validation loss", title="Learning curves (validation loss)")
+        axes[0].set_yscale("log")
+        axes[0].legend(fontsize=8)
+        for r in nas:
+            v = r["curve"]["val_macro_f1"]
+            axes[1].plot(range(len(v)), v, "o-", ms=3, label=f"{r['name']}: each candidate")
+        axes[1].set(xlabel="candidate (generation order)", ylabel="holdout macro-F1",
+                    title="HW-NAS search")
+        if nas:
+            axes[1].legend(fontsize=8)
+        fig.tight_layout()
+        fig.savefig(IMG / "learning_curves.png", dpi=90)
+        plt.close(fig)
+        made.append("learning_curves.png")
+    le = _load("label_efficiency")
+    if le:
+        fig, ax = plt.subplots(figsize=(6, 4))
+        total = max(p["labelled_rows"] for p in le["points"])
+        for m in ("bytesgan", "cnn", "tiny", "forest"):
+            pts = sorted((p for p in le["points"] if p["model"] == m),
+                         key=lambda p: p["labels_per_class"] or 10 ** 9)
+            if pts:
+                xs = [p["labels_per_class"] or total // 6 for p in pts]
+                ax.plot(xs, [p["test_macro_f1_int8"] for p in pts], "o-", label=m)
+        ax.set_xscale("log")
+        ax.set(xlabel="labelled packets per class (rightmost: all)", ylabel="test macro-F1 (int8)",
+               title="Label efficiency (packet1480, same split)")
+        ax.legend()
+        fig.tight_layout()
+        fig.savefig(IMG / "label_efficiency.png", dpi=90)
+        plt.close(fig)
+        made.append("label_efficiency.png")
+    return made
+
+
+if __name__ == "__main__":
+    write_plots()
+    render_file()
+    bad = check_file()
+    print("rendered docs/models.md" + (f"; blocks without JSON: {bad}" if bad else ""))
+    sys.exit(0)
