@@ -142,3 +142,20 @@ def test_gateway_vectors_equal_the_offline_build(tmp_path, repr_):
     for a in offline:              # (classified in the order they filled their budget)
         assert sum(np.array_equal(a, b) for b in seen) == 1
     assert {s["reason"] for s in eng.sessions()} <= {"model", "cap"}
+
+
+def test_model_reload_recounts_readiness_of_sessions_being_mirrored():
+    """A new model's budget applies to the packets a mirroring session already has."""
+    seen = []
+    eng = GatewayEngine(Preprocess(repr="kpackets", k=8), lambda b: seen.extend(b) or
+                        [("x", 1.0)] * len(b), lambda c, m, i, confidence=None:
+                        enforcement_for(POLICY, c, m, i), mirror_max_seconds=100.0)
+    eng.switch_connected(fresh=True, now=0.0)
+    for t, p in udp_session([(0, b"a" * 50), (1, b"b" * 50), (0, b"c" * 50)]):
+        eng.mirror_packet(1, bytes(frame(p, "ether")), now=t - 1000.0)
+    (s,) = eng.table
+    assert s.readiness.n == 3 and not s.readiness.ready and not eng.has_pending()
+    eng.set_model(Preprocess(repr="packet1480"), eng.classify)
+    assert s.readiness.ready           # one usable packet fills a per-packet budget
+    eng.tick(now=200.0)
+    assert [x["reason"] for x in eng.sessions()] == ["model"] and len(seen) == 1
