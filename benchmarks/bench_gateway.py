@@ -3,15 +3,22 @@ same private OVS (userspace datapath), same Mininet hosts.
 
     sudo .venv/bin/python benchmarks/bench_gateway.py [--sessions 200] [--rates 500,1000,...]
 
-Prints, per app:
+egw runs the embedded default bundle (``classifier/models/default``) unless ``--demo-bundle``
+(the tiny packet1480 bundle of ryu_apps/gateway/demo_bundle.py) or ``--bundle DIR``.
+
+First, in-process (benchmarks/bench_packet_in.py, no switch): the bundle's held-out sessions
+replayed through GatewayEngine + LiteRT: packets and ms from a session's first packet to its
+rule per class, median / p99, handling cost per packet-in. Then prints, per app:
 - first packet -> enforcement rule (egw only): median / p99 of the controller-side delay
-  from a session's first packet-in to its rules being sent (REST ``classified_at - first_seen``);
+  from a probe session's first packet-in to its rules being sent (REST
+  ``classified_at - first_seen``; a probe session that does not fill the model's mirror
+  budget is decided at the time cap, ``--egw-mirror-max-seconds``);
 - RTT of a new session's first packet vs a later packet of the same session (UDP echo,
   a new source port per session, second packet 50 ms after the first);
 - the new-session rate sustained before packet-ins are lost (1 UDP packet per new session,
   2 s per step; egw: mirror packet-ins counted by its metrics, reactive: 5-tuple flows
   installed; simple_switch_13 does no per-session work).
-Needs root, OVS, Mininet; builds/uses the demo bundle (ryu_apps/gateway/demo_bundle.py).
+Needs root, OVS, Mininet.
 """
 from __future__ import annotations
 
@@ -34,6 +41,10 @@ from mininet.topo import Topo  # noqa: E402
 from topologies.controller import RyuProcess  # noqa: E402
 from topologies.mininet_net import HostProcess, build_net, mininet_lock, wait_connected  # noqa: E402
 from topologies.ovs_service import OvsService  # noqa: E402
+
+sys.path.insert(0, str(REPO / "benchmarks"))
+import bench_packet_in  # noqa: E402
+from bench_packet_in import pct  # noqa: E402
 
 SW = "egwb1"
 
@@ -82,13 +93,6 @@ class BenchTopo(Topo):
             self.addLink(self.addHost(name, ip=f"{ip}/24"), sw)
 
 
-def pct(xs, p):
-    xs = sorted(xs)
-    if not xs:
-        return float("nan")
-    return xs[min(len(xs) - 1, int(round(p / 100 * (len(xs) - 1))))]
-
-
 def _metric(url, name, label) -> float:
     text = urllib.request.urlopen(url + "/metrics", timeout=10).read().decode()
     m = re.search(rf'^{name}\{{(?:dp_id="[0-9a-f]*",)?{label}\}} ([0-9.e+]+)$', text, re.M)
@@ -120,6 +124,7 @@ def run_app(name, apps, extra, ovs, probe, args, tmp) -> dict:
                        later_med=statistics.median(r["later"]), later_p99=pct(r["later"], 99),
                        rtt_lost=r["lost"], rtt_n=len(r["first"]))
             if name == "egw":
+                time.sleep(args.mirror_max_seconds + 0.5)  # the last ones reach the time cap
                 sess = json.loads(urllib.request.urlopen(ryu.rest_url + "/egw/sessions",
                                                          timeout=10).read())
                 d = [(s["classified_at"] - s["first_seen"]) * 1e3 for s in sess
@@ -166,11 +171,28 @@ def main(argv=None) -> int:
                    "set high to measure what the app itself sustains")
     p.add_argument("--max-mirroring-per-port", type=int, default=100_000,
                    help="egw's per-port cap on sessions being mirrored (app default 1024)")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--bundle", type=Path, help="egw's model bundle (default: the embedded one)")
+    g.add_argument("--demo-bundle", action="store_true",
+                   help="the tiny demo bundle (ryu_apps/gateway/demo_bundle.py)")
+    p.add_argument("--mirror-max-seconds", type=float, default=3.0,
+                   help="egw's mirror time cap (the app's default is 3)")
+    p.add_argument("--per-class", type=int, default=20,
+                   help="held-out sessions per class replayed in-process")
+    p.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data")
     args = p.parse_args(argv)
     args.rates = [int(x) for x in args.rates.split(",")]
-    from ryu_apps.gateway.demo_bundle import cached
+    from classifier.bundle import DEFAULT_BUNDLE_DIR
 
-    bundle = cached()
+    bundle = args.bundle or DEFAULT_BUNDLE_DIR
+    if args.demo_bundle:
+        from ryu_apps.gateway.demo_bundle import cached
+
+        bundle = cached()
+    print("in-process, held-out sessions through GatewayEngine + LiteRT:")
+    replay = bench_packet_in.run(Path(bundle), args.per_class, args.data,
+                                 mirror_max_seconds=args.mirror_max_seconds)
+    print()
     tmp = Path(tempfile.mkdtemp(prefix="egw-bench-"))
     probe = tmp / "probe.py"
     probe.write_text(PROBE)
@@ -178,6 +200,7 @@ def main(argv=None) -> int:
         "egw": ([str(REPO / "ryu_apps" / "egw.py")],
                 ["--egw-model", str(bundle), "--egw-wan-port", f"{SW}-eth2",
                  "--egw-max-sessions", "100000", "--egw-stats-interval", "0",
+                 "--egw-mirror-max-seconds", str(args.mirror_max_seconds),
                  "--egw-packet-in-rate", str(args.packet_in_rate),
                  "--egw-max-mirroring-per-port", str(args.max_mirroring_per_port)]),
         "reactive_5tuple": ([str(REPO / "benchmarks" / "apps" / "reactive_5tuple.py")], []),
@@ -199,7 +222,11 @@ def main(argv=None) -> int:
         print(f"{r['app']:18} {rule:>16} {r['first_med']:>8.3f}/{r['first_p99']:<9.3f} "
               f"{r['later_med']:>17.3f} {r['first_med'] / r['later_med']:>9.2f} "
               f"{str(r['sustained_rate'] or 'n/a'):>10}")
-    print(f"\nraw results and logs in {tmp}")
+    a = replay["all"]
+    print(f"\nheld-out replay ({bundle}): first packet -> rule median {a['ms_med']:.1f} ms, "
+          f"p99 {a['ms_p99']:.1f} ms, {a['packets_med']:.0f} packets median; "
+          f"{a['us_per_mirror']:.1f} µs per mirrored packet-in")
+    print(f"raw results and logs in {tmp}")
     return 0
 
 

@@ -171,15 +171,15 @@ class Preprocess:
         return mp, self.n_bytes
 
     def session_ready(self, packets: Sequence[Packet]) -> bool:
-        """True once ``packets`` (one session, arrival order) fill the mirror budget."""
-        max_pk, max_b = self.mirror_budget()
-        n = b = 0
-        for _ts, pv, _d in self._usable(self._views(packets)):
-            n += 1
-            b += self._contribution(pv)
-            if n >= max_pk or b >= max_b:
-                return True
-        return False
+        """True once ``packets`` (one session, arrival order) fill the mirror budget.
+        (Parses every packet: the gateway keeps a :meth:`readiness` per session instead.)"""
+        r = self.readiness()
+        return any(r.add(ts, pv, d) for ts, pv, d in self._views(packets))
+
+    def readiness(self) -> "Readiness":
+        """An incremental :meth:`session_ready` for one session: feed it each parsed
+        packet once, in arrival order (O(1) per packet)."""
+        return Readiness(self)
 
     # ---- vectors -----------------------------------------------------------
     def chunk(self, pv: PacketView) -> bytes:
@@ -221,7 +221,8 @@ class Preprocess:
         return out
 
     def vectorize_views(self, views: Iterable[tuple[float, PacketView | None, int]]) -> np.ndarray:
-        """``vectorize`` on already parsed packets (the offline build's fast path)."""
+        """``vectorize`` on already parsed packets ``[(ts, PacketView, direction)]``: the
+        offline build and the gateway (which keeps each packet-in's view) both call it."""
         usable = self._usable(views)
         shape = self.sample_shape
         if not usable:
@@ -267,6 +268,29 @@ class Preprocess:
         if self.per_packet:
             return self._packet_sample(pv)
         return self.vectorize_views([(ts, pv, direction)])[0]
+
+
+class Readiness:
+    """``Preprocess.session_ready`` one packet at a time: ``add(ts, pv, direction)``
+    returns what ``session_ready`` returns on the packets added so far. It runs the
+    same :class:`SessionFilter` (duplicates, retransmissions) and counts usable packets
+    and their bytes against ``mirror_budget()``; once true it stays true."""
+
+    __slots__ = ("_filter", "_contribution", "_max_packets", "_max_bytes", "n", "nbytes", "ready")
+
+    def __init__(self, pre: Preprocess) -> None:
+        self._filter = SessionFilter(pre.filter)
+        self._contribution = pre._contribution
+        self._max_packets, self._max_bytes = pre.mirror_budget()
+        self.n = self.nbytes = 0
+        self.ready = False
+
+    def add(self, ts: float, pv: PacketView | None, direction: int) -> bool:
+        if not self.ready and self._filter.usable(pv, direction):
+            self.n += 1
+            self.nbytes += self._contribution(pv)
+            self.ready = self.n >= self._max_packets or self.nbytes >= self._max_bytes
+        return self.ready
 
 
 def _sub(cls, d: dict, name: str | None = None):

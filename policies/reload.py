@@ -69,13 +69,10 @@ class ReloadResult:
         return "policy reloaded: " + ("; ".join(parts) if parts else "no enforcement change")
 
 
-_FIELDS = ("action", "rate_kbps", "burst_kb", "meter_scope", "dscp", "queue_id",
-           "idle_timeout", "hard_timeout", "cls")
-
-
 def _fields_changed(a: Enforcement, b: Enforcement) -> tuple[tuple[str, Any, Any], ...]:
-    return tuple((f, getattr(a, f), getattr(b, f)) for f in _FIELDS
-                 if getattr(a, f) != getattr(b, f))
+    """``b.changes_from(a)`` without ``devices`` (which device entries applied is not
+    itself an enforcement change)."""
+    return tuple(c for c in b.changes_from(a) if c[0] != "devices")
 
 
 def diff_policies(old: Policy, new: Policy) -> list[ClassChange]:
@@ -104,16 +101,12 @@ def diff_policies(old: Policy, new: Policy) -> list[ClassChange]:
             a = resolve(old, name, (od,) if od else ())
             b = resolve(new, name, (nd,) if nd else ())
             plain_a, plain_b = resolve(old, name), resolve(new, name)
-            if a == b or (_strip(a) == _strip(plain_a) and _strip(b) == _strip(plain_b)):
+            if a == b or not (_fields_changed(plain_a, a) or _fields_changed(plain_b, b)):
                 # unchanged, or the device overrides nothing here: the class change
                 # (if any) is already listed
                 continue
             out.append(ClassChange(name, a, b, label, _fields_changed(a, b)))
     return out
-
-
-def _strip(e: Enforcement) -> Enforcement:
-    return Enforcement(*(getattr(e, f) for f in _FIELDS))
 
 
 class PolicyHolder:

@@ -274,10 +274,11 @@ class GatewayEngine:
         if s.state == PENDING:
             return msgs
         s.mirrored += 1
-        s.packets.append((now, ip, d))
-        if (s.mirrored >= self.mirror_max_packets
-                or self.preprocess is None
-                or self.preprocess.session_ready(s.packets)):
+        s.packets.append((now, pv, d))        # parsed once: readiness and vectorize reuse it
+        if s.readiness is None and self.preprocess is not None:
+            s.readiness = self.preprocess.readiness()
+        filled = s.readiness is not None and s.readiness.add(now, pv, d)
+        if filled or s.mirrored >= self.mirror_max_packets or self.preprocess is None:
             self._make_pending(s)
         return msgs
 
@@ -333,7 +334,7 @@ class GatewayEngine:
                 if self.preprocess is None or self.classify is None:
                     results[s.sid] = (UNKNOWN, 0.0, "no-model")
                     continue
-                x = self.preprocess.vectorize(s.packets)
+                x = self.preprocess.vectorize_views(s.packets)
                 if x.shape[0] == 0:
                     results[s.sid] = (UNKNOWN, 0.0, "no-data")
                     continue
@@ -369,11 +370,9 @@ class GatewayEngine:
             msgs += self._decide(s, label, conf, reason, now)
         return msgs
 
-    def _filled(self, s: Session) -> bool:
-        try:
-            return self.preprocess.session_ready(s.packets)
-        except Exception:
-            return False
+    @staticmethod
+    def _filled(s: Session) -> bool:
+        return s.readiness is not None and s.readiness.ready
 
     def _enforcement(self, s: Session, label: str):
         try:
@@ -394,7 +393,7 @@ class GatewayEngine:
         s.classified_ts = now
         self._unload_port(s)
         self.table.set_state(s, ENFORCED)
-        s.packets = []   # free the mirrored bytes
+        s.packets, s.readiness = [], None   # free the mirrored packets
         msgs: list[Message] = []
         s.meter_id, mm = self.meters.acquire(s.enforcement.meter_key, s.sid)
         msgs += mm
@@ -508,6 +507,13 @@ class GatewayEngine:
         old_rules = {(r.priority, tuple(sorted(r.match.items())))
                      for r in base_pipeline(self.chatter_ports)}
         self._set_preprocess(preprocess, classify)
+        for s in self.table:           # readiness counts against the new model's budget
+            if s.state != ENFORCED:
+                s.readiness = None
+                if preprocess is not None:
+                    s.readiness = preprocess.readiness()
+                    for p in s.packets:
+                        s.readiness.add(*p)
         new = base_pipeline(self.chatter_ports)
         new_keys = {(r.priority, tuple(sorted(r.match.items()))) for r in new}
         deletes = [FlowRule(SESSION_TABLE, prio, dict(m), command="delete")

@@ -36,7 +36,10 @@ class Session:
     device_mac: str | None = None    # the LAN side (policy device lookup)
     device_ip: str | None = None
     state: str = MIRRORING
-    packets: list[tuple[float, bytes, int]] = field(default_factory=list)
+    #: mirrored packets as parsed once at packet-in: (ts, PacketView, direction)
+    packets: list[tuple[float, Any, int]] = field(default_factory=list)
+    #: the model's ``Preprocess.readiness()`` fed with ``packets`` (None: no model)
+    readiness: Any = None
     mirrored: int = 0                # packet-ins of this session while mirroring
     duplicates: int = 0              # packet-ins after its rules were sent
     label: str | None = None

@@ -121,7 +121,7 @@ def test_policy_lookup_failure_and_preprocess_failure_fall_back(caplog):
     assert _errors(eng, "policy") == 1 and _repeats(eng, "policy") == 9
 
     class BadPP(Preprocess):
-        def vectorize(self, packets):
+        def vectorize_views(self, views):
             raise IndexError("list index out of range")
 
     eng2, sw2 = _engine(lambda b: [("voip", 0.9)] * len(b),
