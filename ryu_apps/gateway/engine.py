@@ -173,8 +173,8 @@ class GatewayEngine:
             return []
         now = self.clock() if now is None else now
         self.readback = None
-        msgs = adopt(self, rb.flows, rb.meters, labels, now)
         learnt = self.l2.relearn(self.dp_id, rb.flows)
+        msgs = adopt(self, rb.flows, rb.meters, labels, now)
         self.log.info("restore: %d session(s) and %d MAC(s) re-learnt from the switch, %d "
                       "stale rule(s) and %d unused meter(s) deleted", self.counters["restored"],
                       learnt, self.counters["stale_flows"], self.counters["stale_meters"])
@@ -265,7 +265,7 @@ class GatewayEngine:
                 # That direction's rule timed out while the other lives: re-install it.
                 s.rules_alive[d] = True
                 r = session_rule(s.flow if d == 0 else s.flow.reverse(), d, s.sid,
-                                 s.enforcement, s.meter_id, self.use_queue)
+                                 s.enforcement, s.meter_id, self.use_queue, *s.device)
                 self.metrics.rules_installed.inc()
                 msgs.append(r)
             return msgs
@@ -411,7 +411,8 @@ class GatewayEngine:
     def _rules(self, s: Session) -> list[FlowRule]:
         s.rules_alive = [True, True]
         self.metrics.rules_installed.inc(2)
-        return session_rules(s.flow, s.sid, s.enforcement, s.meter_id, self.use_queue)
+        return session_rules(s.flow, s.sid, s.enforcement, s.meter_id, self.use_queue,
+                             *s.device)
 
     def _log_decision(self, s: Session, event: str, changes=None) -> None:
         e = s.enforcement
