@@ -24,7 +24,8 @@ def register(sub) -> None:
         help="run the gateway: ryu-manager ryu_apps/egw.py",
         description="Run `ryu-manager ryu_apps/egw.py` with the given ryu-manager options "
         "(e.g. --ofp-tcp-listen-port 6653 --egw-model DIR --egw-policy FILE --egw-wan-port "
-        "s1-eth3 --egw-api-token T, or --config-file egw.conf); see docs/gateway.md.",
+        "s1-eth3 --egw-api-token-file FILE, or --config-file egw.conf; the REST token from a "
+        "mode-600 file or $EGW_API_TOKEN, not on the command line); see docs/gateway.md.",
     )
     p.add_argument("ryu_args", nargs="*", metavar="RYU_ARG",
                    help="options passed to ryu-manager (put them after --)")

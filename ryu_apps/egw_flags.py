@@ -6,7 +6,7 @@ In a config file (``ryu-manager --config-file egw.conf ryu_apps/egw.py``)::
     egw_model = /path/to/bundle
     egw_policy = /path/to/policy.yaml
     egw_wan_port = s1-eth3
-    egw_api_token = secret
+    egw_api_token_file = /etc/egw/api-token    # mode 600
 
 On the command line ``--egw-model`` etc. need Ryu to know the options before it
 parses the command line, i.e. ``--user-flags ryu_apps/egw_flags.py`` first (ryu-manager
@@ -26,10 +26,19 @@ OPTS = [
     cfg.StrOpt("egw-wan-port", default="",
                help="WAN (uplink) port: OpenFlow port number or interface name; default: "
                     "the first port whose name contains 'wan' or 'uplink'"),
+    cfg.StrOpt("egw-api-token-file", default="",
+               help="file holding the token every REST endpoint but /egw/health requires "
+                    "(header 'X-EGW-Token: T' or 'Authorization: Bearer T'); refused when "
+                    "group or others may read it; else $EGW_API_TOKEN; no token: those "
+                    "endpoints answer 403"),
     cfg.StrOpt("egw-api-token", default="", secret=True,
-               help="token required by REST calls that change the policy "
-                    "(header 'X-EGW-Token: T' or 'Authorization: Bearer T'); "
-                    "empty: such calls are refused"),
+               help="the REST token itself (discouraged: visible in /proc/PID/cmdline; use "
+                    "--egw-api-token-file or $EGW_API_TOKEN)"),
+    cfg.BoolOpt("egw-metrics-open", default=False,
+                help="serve /metrics without the token to loopback clients (a Prometheus "
+                     "on the gateway itself)"),
+    cfg.FloatOpt("egw-api-fail-delay", default=0.2, min=0.0, max=5.0,
+                 help="seconds a request with a bad or missing token waits for its 401"),
     cfg.IntOpt("egw-max-sessions", default=10000, min=1,
                help="session table size (oldest sessions evicted beyond it)"),
     cfg.IntOpt("egw-mirror-max-packets", default=32, min=1,

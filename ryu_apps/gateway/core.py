@@ -18,6 +18,7 @@ from policies import DEFAULT_POLICY_PATH, PolicyError, enforcement_for
 from policies.reload import PolicyHolder
 from policies.watch import FileWatch
 
+from .auth import page
 from .engine import GatewayEngine
 from .faults import FaultLog
 from .htb import WanHtb
@@ -235,14 +236,32 @@ class Gateway:
         return True, f"{res.summary()} ({updated} session(s) updated)", out
 
     # ---- REST views ------------------------------------------------------------
-    def all_sessions(self) -> list[dict]:
-        return [{**s, "dpid": f"{dpid:016x}"} for dpid, eng in self.engines.items()
-                for s in eng.sessions()]
+    def sessions_page(self, limit: int, after: tuple[int, int] | None = None) -> dict:
+        """One page of ``GET /egw/sessions``: sessions ordered by (id, switch); only the
+        page's sessions are turned into views (see :func:`auth.page`)."""
+        keys = ((sid, dpid) for dpid, eng in self.engines.items() for sid in eng.table.by_id)
+        chosen, nxt = page(keys, limit, after)
+        return {"sessions": [{**self.engines[d].table.by_id[sid].view(), "dpid": f"{d:016x}"}
+                             for sid, d in chosen],
+                "next": nxt, "total": sum(len(e.table) for e in self.engines.values())}
+
+    def session(self, sid: int) -> dict | None:
+        for dpid, eng in self.engines.items():
+            s = eng.table.by_id.get(sid)
+            if s is not None:
+                return {**s.view(), "dpid": f"{dpid:016x}"}
+        return None
 
     def all_stats(self) -> dict:
         return {f"{dpid:016x}": eng.stats() for dpid, eng in self.engines.items()}
 
     def health(self, switches) -> dict:
+        """``GET /egw/health`` (no token): up or not, nothing more."""
+        return {"ok": True, "switches": len(switches), "model": self.bundle is not None,
+                "policy_ok": not self.policy.last_error}
+
+    def status(self, switches) -> dict:
+        """``GET /egw/status`` (token): paths, errors, labels."""
         return {"ok": True, "switches": [f"{d:016x}" for d in switches],
                 "model": str(self.bundle.path) if self.bundle is not None else None,
                 "model_error": self.model.last_error if self.model is not None else None,
