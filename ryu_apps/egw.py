@@ -172,6 +172,7 @@ class EdgeGateway(app_manager.RyuApp):
     def _on_sigterm(self, *_):
         # ryu-manager has no SIGTERM handling: remove what we set up, then exit.
         self.gw.htb.teardown()
+        self.gw.audit.close()       # every line is already flushed; this only closes it
         logging.shutdown()
         os._exit(0)
 

@@ -70,6 +70,14 @@ OPTS = [
                      "sessions); false: clear the switch and start afresh"),
     cfg.FloatOpt("egw-restore-timeout", default=5.0, min=0.1,
                  help="seconds to wait for the read-back replies before clearing the switch"),
+    cfg.StrOpt("egw-decision-log", default="",
+               help="audit trail: every decision, policy and model change and restore as a "
+                    "JSON line appended to this file (flushed per line; read it with "
+                    "'egw decisions tail|grep'); empty: none"),
+    cfg.IntOpt("egw-decision-log-max-bytes", default=10 * 1024 * 1024, min=4096,
+               help="rotate the decision log before it grows past this size"),
+    cfg.IntOpt("egw-decision-log-backups", default=5, min=0,
+               help="rotated decision logs kept (FILE.1 ... FILE.N)"),
     cfg.FloatOpt("egw-model-watch", default=2.0, min=0.0,
                  help="seconds between checks of the model bundle's files (0: off); a "
                       "changed bundle is reloaded, a bad one rejected (last good kept)"),

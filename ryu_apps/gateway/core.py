@@ -18,6 +18,7 @@ from policies import DEFAULT_POLICY_PATH, PolicyError, enforcement_for
 from policies.reload import PolicyHolder
 from policies.watch import FileWatch
 
+from .audit import DecisionLog, NullLog
 from .auth import page
 from .engine import GatewayEngine
 from .faults import FaultLog
@@ -49,6 +50,7 @@ class Gateway:
         self.log = logger or logging.getLogger("egw")
         self.metrics = Metrics().switch(None)
         self.faults = FaultLog(self.metrics, self.log)
+        self.audit = self._open_audit()
         self.model = self._load_model()
         self.policy = self._load_policy()
         self.engines: dict[int, GatewayEngine] = {}
@@ -57,6 +59,22 @@ class Gateway:
         self.sighup = False
 
     # ---- configuration -------------------------------------------------------
+    def _open_audit(self):
+        """The decision log (``egw_decision_log``); one that cannot be opened is
+        reported and the gateway runs without it (forwarding never depends on it)."""
+        path = getattr(self.conf, "egw_decision_log", "") or ""
+        if not path:
+            return NullLog()
+        try:
+            return DecisionLog(path, max_bytes=self.conf.egw_decision_log_max_bytes,
+                               backups=self.conf.egw_decision_log_backups,
+                               on_error=lambda exc: self.faults.report(
+                                   "audit", exc, f"cannot write the decision log {path}"))
+        except OSError as exc:
+            self.faults.report("audit", exc, f"cannot open the decision log {path}; "
+                               "running without it")
+            return NullLog()
+
     @property
     def bundle(self):
         return self.model.current if self.model is not None else None
@@ -76,6 +94,9 @@ class Gateway:
             path = str(DEFAULT_BUNDLE_DIR)
         holder = ModelHolder(path, prefer_int8=self.conf.egw_prefer_int8)
         ok, msg = holder.load()
+        self.audit.write("model", trigger="start", path=path, ok=ok,
+                         message=msg if not ok else f"{holder.current.model_file.name}: "
+                         f"{len(holder.current.labels)} classes {holder.current.labels}")
         if not ok:
             self.metrics.model_reloads.labels("rejected").inc()
             self.faults.report("model", msg, "cannot load the model bundle at start-up")
@@ -95,6 +116,8 @@ class Gateway:
         try:
             holder = PolicyHolder(path, labels)
         except PolicyError as exc:
+            self.audit.write("policy", trigger="start", path=str(path), ok=False,
+                             error=str(exc))
             if path == Path(DEFAULT_POLICY_PATH):
                 self.log.error("cannot load the policy: %s", exc)
                 raise
@@ -107,6 +130,7 @@ class Gateway:
             holder.watch.mark(known=False)   # the next edit of the bad file reloads it
             return holder
         self.log.info("policy %s loaded", path)
+        self.audit.write("policy", trigger="start", path=str(path), ok=True)
         return holder
 
     def _enforcer(self):
@@ -131,6 +155,7 @@ class Gateway:
                 packet_in_rate=c.egw_packet_in_rate,
                 packet_in_burst=c.egw_packet_in_burst or None,
                 restore_timeout=c.egw_restore_timeout, faults=self.faults, dp_id=dpid)
+            eng.audit = self.audit.write
         return eng
 
     # ---- switch events -------------------------------------------------------
@@ -207,6 +232,8 @@ class Gateway:
         if self.model is None:
             return False, "no model bundle configured", {}
         ok, msg = self.model.load()
+        self.audit.write("model", trigger=trigger, path=str(self.model.path), ok=ok,
+                         message=msg)
         if not ok:
             self.metrics.model_reloads.labels("rejected").inc()
             self.faults.report("model", msg, f"model reload ({trigger})")
@@ -221,6 +248,8 @@ class Gateway:
         """Re-read the policy file; a good one is applied to existing sessions too."""
         res = self.policy.reload()
         if res.error:
+            self.audit.write("policy", trigger=trigger, path=str(self.policy.path), ok=False,
+                             error=res.error)
             self.metrics.policy_reloads.labels("rejected").inc()
             self.log.error("policy reload (%s) rejected, keeping the running policy: %s",
                            trigger, res.error)
@@ -233,6 +262,8 @@ class Gateway:
             self.htb.setup(self.htb.dev, self.policy.current.wan)
         self.log.info("policy reload (%s) applied: %s; %d session(s) updated", trigger,
                       res.summary(), updated)
+        self.audit.write("policy", trigger=trigger, path=str(self.policy.path), ok=True,
+                         summary=res.summary(), sessions_updated=updated)
         return True, f"{res.summary()} ({updated} session(s) updated)", out
 
     # ---- REST views ------------------------------------------------------------

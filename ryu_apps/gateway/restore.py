@@ -110,6 +110,7 @@ def adopt(eng: "GatewayEngine", flows: list[FlowRule], meters: list[MeterRule],
             c = cfg[meter_id]
             eng.meters.adopt(enf.meter_key, meter_id, int(c.rate_kbps), c.burst_kb, sid)
         eng.stats_started(label)
+        eng._log_decision(s, "restored")
         restored += 1
     eng.table.reattach(waiting)
     eng.meters.reserve(used)
