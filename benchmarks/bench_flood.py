@@ -113,8 +113,12 @@ def metric(text: str, name: str, labels: str = "") -> float:
     return total
 
 
+_TOKEN = "egw-bench-token"
+
+
 def _get(url: str, raw: bool = False):
-    with urllib.request.urlopen(url, timeout=5) as r:
+    req = urllib.request.Request(url, headers={"Authorization": f"Bearer {_TOKEN}"})
+    with urllib.request.urlopen(req, timeout=5) as r:
         data = r.read()
     return data.decode() if raw else json.loads(data)
 
@@ -149,7 +153,7 @@ def run_flood(ovs, sw: str, *, rate: float = 5000, seconds: float = 5.0,
             "--egw-packet-in-rate", str(packet_in_rate), "--egw-max-sessions", str(max_sessions),
             "--egw-max-mirroring-per-port", str(per_port), "--egw-stats-interval", "0",
             *(["--egw-model", model] if model else []), *(extra_args or [])]
-    ryu = RyuProcess(extra_args=args, log_path=workdir / f"ryu-{sw}.log").start()
+    ryu = RyuProcess(extra_args=args, token=_TOKEN, log_path=workdir / f"ryu-{sw}.log").start()
     try:
         net = build_net(topo(sw), ryu.of_port)
     except BaseException:

@@ -24,6 +24,7 @@ from ryu.lib import hub
 from ryu.ofproto import ofproto_v1_3
 
 from ryu_apps import egw_flags, ofmsg
+from ryu_apps.gateway.auth import ENV_TOKEN, Guard, find_token
 from ryu_apps.gateway.core import Gateway
 from ryu_apps.gateway.rest import APP_KEY, GatewayController
 from ryu_apps.gateway.rules import SESSION_TABLE
@@ -48,7 +49,14 @@ class EdgeGateway(app_manager.RyuApp):
         self.logger.setLevel(logging.INFO)
         logging.getLogger("egw.engine").setLevel(logging.INFO)
         self.gw = Gateway(CONF, self.logger)
-        self.metrics, self.api_token = self.gw.metrics, CONF.egw_api_token or ""
+        self.metrics = self.gw.metrics
+        token, source = find_token(CONF.egw_api_token_file, CONF.egw_api_token or "",
+                                   logger=self.logger)
+        self.guard = Guard(token, metrics_open=CONF.egw_metrics_open,
+                           delay=CONF.egw_api_fail_delay, sleep=hub.sleep, logger=self.logger)
+        self.logger.info("REST API token: %s", {"file": "from the token file", "env":
+                         f"from ${ENV_TOKEN}", "argument": "from egw_api_token (discouraged)"}
+                         .get(source, "none: every endpoint but /egw/health answers 403"))
         self.datapaths: dict[int, object] = {}
         self._flush_scheduled = False
         kwargs["wsgi"].register(GatewayController, {APP_KEY: self})
@@ -164,6 +172,7 @@ class EdgeGateway(app_manager.RyuApp):
     def _on_sigterm(self, *_):
         # ryu-manager has no SIGTERM handling: remove what we set up, then exit.
         self.gw.htb.teardown()
+        self.gw.audit.close()       # every line is already flushed; this only closes it
         logging.shutdown()
         os._exit(0)
 
@@ -183,11 +192,5 @@ class EdgeGateway(app_manager.RyuApp):
     def health(self) -> dict:
         return self.gw.health(self.datapaths)
 
-    def all_sessions(self) -> list[dict]:
-        return self.gw.all_sessions()
-
-    def all_stats(self) -> dict:
-        return self.gw.all_stats()
-
-    def policy_view(self) -> dict:
-        return self.gw.policy_view()
+    def status(self) -> dict:
+        return self.gw.status(self.datapaths)

@@ -6,7 +6,7 @@ In a config file (``ryu-manager --config-file egw.conf ryu_apps/egw.py``)::
     egw_model = /path/to/bundle
     egw_policy = /path/to/policy.yaml
     egw_wan_port = s1-eth3
-    egw_api_token = secret
+    egw_api_token_file = /etc/egw/api-token    # mode 600
 
 On the command line ``--egw-model`` etc. need Ryu to know the options before it
 parses the command line, i.e. ``--user-flags ryu_apps/egw_flags.py`` first (ryu-manager
@@ -26,10 +26,19 @@ OPTS = [
     cfg.StrOpt("egw-wan-port", default="",
                help="WAN (uplink) port: OpenFlow port number or interface name; default: "
                     "the first port whose name contains 'wan' or 'uplink'"),
+    cfg.StrOpt("egw-api-token-file", default="",
+               help="file holding the token every REST endpoint but /egw/health requires "
+                    "(header 'X-EGW-Token: T' or 'Authorization: Bearer T'); refused when "
+                    "group or others may read it; else $EGW_API_TOKEN; no token: those "
+                    "endpoints answer 403"),
     cfg.StrOpt("egw-api-token", default="", secret=True,
-               help="token required by REST calls that change the policy "
-                    "(header 'X-EGW-Token: T' or 'Authorization: Bearer T'); "
-                    "empty: such calls are refused"),
+               help="the REST token itself (discouraged: visible in /proc/PID/cmdline; use "
+                    "--egw-api-token-file or $EGW_API_TOKEN)"),
+    cfg.BoolOpt("egw-metrics-open", default=False,
+                help="serve /metrics without the token to loopback clients (a Prometheus "
+                     "on the gateway itself)"),
+    cfg.FloatOpt("egw-api-fail-delay", default=0.2, min=0.0, max=5.0,
+                 help="seconds a request with a bad or missing token waits for its 401"),
     cfg.IntOpt("egw-max-sessions", default=10000, min=1,
                help="session table size (oldest sessions evicted beyond it)"),
     cfg.IntOpt("egw-mirror-max-packets", default=32, min=1,
@@ -61,6 +70,14 @@ OPTS = [
                      "sessions); false: clear the switch and start afresh"),
     cfg.FloatOpt("egw-restore-timeout", default=5.0, min=0.1,
                  help="seconds to wait for the read-back replies before clearing the switch"),
+    cfg.StrOpt("egw-decision-log", default="",
+               help="audit trail: every decision, policy and model change and restore as a "
+                    "JSON line appended to this file (flushed per line; read it with "
+                    "'egw decisions tail|grep'); empty: none"),
+    cfg.IntOpt("egw-decision-log-max-bytes", default=10 * 1024 * 1024, min=4096,
+               help="rotate the decision log before it grows past this size"),
+    cfg.IntOpt("egw-decision-log-backups", default=5, min=0,
+               help="rotated decision logs kept (FILE.1 ... FILE.N)"),
     cfg.FloatOpt("egw-model-watch", default=2.0, min=0.0,
                  help="seconds between checks of the model bundle's files (0: off); a "
                       "changed bundle is reloaded, a bad one rejected (last good kept)"),

@@ -147,7 +147,8 @@ def flow_rule(dp, st) -> FlowRule:
                     actions.append(("other", type(a).__name__))
     return FlowRule(st.table_id, st.priority, dict(st.match.items()), tuple(actions), goto,
                     meter, st.idle_timeout, st.hard_timeout, st.cookie,
-                    bool(st.flags & ofp.OFPFF_SEND_FLOW_REM))
+                    bool(st.flags & ofp.OFPFF_SEND_FLOW_REM),
+                    packet_count=int(st.packet_count), byte_count=int(st.byte_count))
 
 
 def meter_rule(dp, m) -> MeterRule:

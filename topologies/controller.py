@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -41,14 +42,21 @@ def _ryu_manager() -> str:
 
 
 class RyuProcess:
-    """``ryu-manager <apps> --ofp-tcp-listen-port P --wsapi-host 127.0.0.1 --wsapi-port W``."""
+    """``ryu-manager <apps> --ofp-tcp-listen-port P --wsapi-host 127.0.0.1 --wsapi-port W``.
+
+    The gateway's REST token (``token``; a random one by default) goes to the process in
+    its environment (``EGW_API_TOKEN``), never on its command line; ``metrics_open``
+    adds ``--egw-metrics-open`` (``/metrics`` without the token, loopback only)."""
 
     def __init__(self, apps: list[str] | None = None, extra_args: list[str] | None = None,
                  log_path: str | os.PathLike | None = None, of_port: int | None = None,
                  ws_port: int | None = None, env: dict[str, str] | None = None,
-                 wait_for: str = "of"):
+                 wait_for: str = "of", token: str | None = None, metrics_open: bool = True):
         self.apps = apps or [str(EGW_APP)]
         self.extra_args = list(extra_args or [])
+        self.token = token or secrets.token_urlsafe(24)
+        if metrics_open and str(EGW_APP) in self.apps:
+            self.extra_args.append("--egw-metrics-open")
         if any(a.startswith(("--egw-", "--noegw-")) for a in self.extra_args):
             self.extra_args = with_user_flags(self.extra_args)
         self.of_port = of_port or free_port()
@@ -68,7 +76,8 @@ class RyuProcess:
                "--wsapi-host", "127.0.0.1", "--wsapi-port", str(self.ws_port),
                *self.extra_args]
         self._log = open(self.log_path, "wb")
-        env = {**os.environ, **(self.env or {}), "PYTHONUNBUFFERED": "1"}
+        env = {**os.environ, "EGW_API_TOKEN": self.token, **(self.env or {}),
+               "PYTHONUNBUFFERED": "1"}
         self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT,
                                      start_new_session=True, env=env)
         log.info("ryu-manager pid %d: %s", self.proc.pid, " ".join(cmd))
@@ -87,6 +96,11 @@ class RyuProcess:
         self.stop()
         raise ControllerError(f"ryu-manager did not listen on {port} within {timeout}s:\n"
                               + self.log_tail())
+
+    def client(self, timeout: float = 5.0):
+        """A :class:`~topologies.gateway_client.GatewayClient` with this process's token."""
+        from topologies.gateway_client import GatewayClient
+        return GatewayClient(self.rest_url, token=self.token, timeout=timeout)
 
     def log_tail(self, n: int = 40) -> str:
         try:

@@ -23,9 +23,32 @@ class GatewayClient:
             raw = resp.read()
         return json.loads(raw) if raw else None
 
-    def sessions(self) -> list[dict]:
-        doc = self._call("GET", "/egw/sessions")
-        return doc["sessions"] if isinstance(doc, dict) and "sessions" in doc else doc
+    def sessions(self, page: int = 1000) -> list[dict]:
+        """Every session, page by page (``?limit=&after=``)."""
+        out: list[dict] = []
+        after = ""
+        while True:
+            doc = self._call("GET", f"/egw/sessions?limit={page}"
+                                    + (f"&after={after}" if after else ""))
+            if not isinstance(doc, dict):        # a gateway without pages
+                return doc
+            out += doc["sessions"]
+            after = doc.get("next")
+            if not after:
+                return out
+
+    def health(self) -> dict:
+        return self._call("GET", "/egw/health")
+
+    def status(self) -> dict:
+        return self._call("GET", "/egw/status")
+
+    def metrics(self) -> str:
+        req = urllib.request.Request(self.base + "/metrics")
+        if self.token:
+            req.add_header("Authorization", f"Bearer {self.token}")
+        with urllib.request.urlopen(req, timeout=self.timeout) as resp:
+            return resp.read().decode()
 
     def stats(self) -> dict:
         return self._call("GET", "/egw/stats")

@@ -270,15 +270,15 @@ def _qos_phase(net, cfg: ScenarioConfig, name: str, gw: GatewayClient,
 # ---- one run -------------------------------------------------------------------------
 def _run_once(cfg: ScenarioConfig, name: str, policy_path: Path, replay_plan=None,
               change_policy_doc: dict | None = None) -> tuple[RunResult, list]:
-    extra = ["--egw-policy", str(policy_path), "--egw-wan-port", "egw1-eth1",
-             "--egw-api-token", API_TOKEN]
+    extra = ["--egw-policy", str(policy_path), "--egw-wan-port", "egw1-eth1"]
     if cfg.model:
         extra += ["--egw-model", str(cfg.model)]
     replayed: list = []
     with OvsService() as ovs:
         ovs.activate()
-        with RyuProcess(extra_args=extra, log_path=cfg.report_dir / f"ryu-{name}.log") as ryu:
-            gw = GatewayClient(ryu.rest_url, token=API_TOKEN)
+        with RyuProcess(extra_args=extra, log_path=cfg.report_dir / f"ryu-{name}.log",
+                        token=API_TOKEN) as ryu:
+            gw = GatewayClient(ryu.rest_url, token=ryu.token)
             net = build_net(sh.SmartHomeTopo(), ryu.of_port)
             try:
                 net.start()

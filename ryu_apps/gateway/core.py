@@ -18,6 +18,8 @@ from policies import DEFAULT_POLICY_PATH, PolicyError, enforcement_for
 from policies.reload import PolicyHolder
 from policies.watch import FileWatch
 
+from .audit import DecisionLog, NullLog
+from .auth import page
 from .engine import GatewayEngine
 from .faults import FaultLog
 from .htb import WanHtb
@@ -48,6 +50,7 @@ class Gateway:
         self.log = logger or logging.getLogger("egw")
         self.metrics = Metrics().switch(None)
         self.faults = FaultLog(self.metrics, self.log)
+        self.audit = self._open_audit()
         self.model = self._load_model()
         self.policy = self._load_policy()
         self.engines: dict[int, GatewayEngine] = {}
@@ -56,6 +59,22 @@ class Gateway:
         self.sighup = False
 
     # ---- configuration -------------------------------------------------------
+    def _open_audit(self):
+        """The decision log (``egw_decision_log``); one that cannot be opened is
+        reported and the gateway runs without it (forwarding never depends on it)."""
+        path = getattr(self.conf, "egw_decision_log", "") or ""
+        if not path:
+            return NullLog()
+        try:
+            return DecisionLog(path, max_bytes=self.conf.egw_decision_log_max_bytes,
+                               backups=self.conf.egw_decision_log_backups,
+                               on_error=lambda exc: self.faults.report(
+                                   "audit", exc, f"cannot write the decision log {path}"))
+        except OSError as exc:
+            self.faults.report("audit", exc, f"cannot open the decision log {path}; "
+                               "running without it")
+            return NullLog()
+
     @property
     def bundle(self):
         return self.model.current if self.model is not None else None
@@ -75,6 +94,9 @@ class Gateway:
             path = str(DEFAULT_BUNDLE_DIR)
         holder = ModelHolder(path, prefer_int8=self.conf.egw_prefer_int8)
         ok, msg = holder.load()
+        self.audit.write("model", trigger="start", path=path, ok=ok,
+                         message=msg if not ok else f"{holder.current.model_file.name}: "
+                         f"{len(holder.current.labels)} classes {holder.current.labels}")
         if not ok:
             self.metrics.model_reloads.labels("rejected").inc()
             self.faults.report("model", msg, "cannot load the model bundle at start-up")
@@ -94,6 +116,8 @@ class Gateway:
         try:
             holder = PolicyHolder(path, labels)
         except PolicyError as exc:
+            self.audit.write("policy", trigger="start", path=str(path), ok=False,
+                             error=str(exc))
             if path == Path(DEFAULT_POLICY_PATH):
                 self.log.error("cannot load the policy: %s", exc)
                 raise
@@ -106,6 +130,7 @@ class Gateway:
             holder.watch.mark(known=False)   # the next edit of the bad file reloads it
             return holder
         self.log.info("policy %s loaded", path)
+        self.audit.write("policy", trigger="start", path=str(path), ok=True)
         return holder
 
     def _enforcer(self):
@@ -130,6 +155,7 @@ class Gateway:
                 packet_in_rate=c.egw_packet_in_rate,
                 packet_in_burst=c.egw_packet_in_burst or None,
                 restore_timeout=c.egw_restore_timeout, faults=self.faults, dp_id=dpid)
+            eng.audit = self.audit.write
         return eng
 
     # ---- switch events -------------------------------------------------------
@@ -206,6 +232,8 @@ class Gateway:
         if self.model is None:
             return False, "no model bundle configured", {}
         ok, msg = self.model.load()
+        self.audit.write("model", trigger=trigger, path=str(self.model.path), ok=ok,
+                         message=msg)
         if not ok:
             self.metrics.model_reloads.labels("rejected").inc()
             self.faults.report("model", msg, f"model reload ({trigger})")
@@ -220,6 +248,8 @@ class Gateway:
         """Re-read the policy file; a good one is applied to existing sessions too."""
         res = self.policy.reload()
         if res.error:
+            self.audit.write("policy", trigger=trigger, path=str(self.policy.path), ok=False,
+                             error=res.error)
             self.metrics.policy_reloads.labels("rejected").inc()
             self.log.error("policy reload (%s) rejected, keeping the running policy: %s",
                            trigger, res.error)
@@ -232,17 +262,37 @@ class Gateway:
             self.htb.setup(self.htb.dev, self.policy.current.wan)
         self.log.info("policy reload (%s) applied: %s; %d session(s) updated", trigger,
                       res.summary(), updated)
+        self.audit.write("policy", trigger=trigger, path=str(self.policy.path), ok=True,
+                         summary=res.summary(), sessions_updated=updated)
         return True, f"{res.summary()} ({updated} session(s) updated)", out
 
     # ---- REST views ------------------------------------------------------------
-    def all_sessions(self) -> list[dict]:
-        return [{**s, "dpid": f"{dpid:016x}"} for dpid, eng in self.engines.items()
-                for s in eng.sessions()]
+    def sessions_page(self, limit: int, after: tuple[int, int] | None = None) -> dict:
+        """One page of ``GET /egw/sessions``: sessions ordered by (id, switch); only the
+        page's sessions are turned into views (see :func:`auth.page`)."""
+        keys = ((sid, dpid) for dpid, eng in self.engines.items() for sid in eng.table.by_id)
+        chosen, nxt = page(keys, limit, after)
+        return {"sessions": [{**self.engines[d].table.by_id[sid].view(), "dpid": f"{d:016x}"}
+                             for sid, d in chosen],
+                "next": nxt, "total": sum(len(e.table) for e in self.engines.values())}
+
+    def session(self, sid: int) -> dict | None:
+        for dpid, eng in self.engines.items():
+            s = eng.table.by_id.get(sid)
+            if s is not None:
+                return {**s.view(), "dpid": f"{dpid:016x}"}
+        return None
 
     def all_stats(self) -> dict:
         return {f"{dpid:016x}": eng.stats() for dpid, eng in self.engines.items()}
 
     def health(self, switches) -> dict:
+        """``GET /egw/health`` (no token): up or not, nothing more."""
+        return {"ok": True, "switches": len(switches), "model": self.bundle is not None,
+                "policy_ok": not self.policy.last_error}
+
+    def status(self, switches) -> dict:
+        """``GET /egw/status`` (token): paths, errors, labels."""
         return {"ok": True, "switches": [f"{d:016x}" for d in switches],
                 "model": str(self.bundle.path) if self.bundle is not None else None,
                 "model_error": self.model.last_error if self.model is not None else None,

@@ -89,6 +89,8 @@ class GatewayEngine:
         #: a read-back timed out while the switch was away: clear it when it is back
         self._clear_on_connect = False
         self.connected = False
+        #: the audit trail: ``audit(event, **fields)`` (see audit.py), set by the Gateway
+        self.audit: Callable[..., None] | None = None
         #: wan_port: the uplink (the device of a session is its other end);
         #: max_mirroring_per_port: at most this many not-yet-enforced sessions per
         #: ingress port (0: no limit): a host flooding new sessions cannot take the whole
@@ -173,11 +175,14 @@ class GatewayEngine:
             return []
         now = self.clock() if now is None else now
         self.readback = None
-        msgs = adopt(self, rb.flows, rb.meters, labels, now)
         learnt = self.l2.relearn(self.dp_id, rb.flows)
+        msgs = adopt(self, rb.flows, rb.meters, labels, now)
         self.log.info("restore: %d session(s) and %d MAC(s) re-learnt from the switch, %d "
                       "stale rule(s) and %d unused meter(s) deleted", self.counters["restored"],
                       learnt, self.counters["stale_flows"], self.counters["stale_meters"])
+        self._audit("restore", result="adopted", sessions=self.counters["restored"],
+                    macs=learnt, stale_flows=self.counters["stale_flows"],
+                    stale_meters=self.counters["stale_meters"])
         # deletes before the classifications that waited (they may reuse freed ids)
         return msgs + (self.flush(now) if self.pending else [])
 
@@ -189,6 +194,7 @@ class GatewayEngine:
         self.readback = None
         self.faults.report("restore", "no reply to the flow/meter read-back",
                            f"switch {self.dp_id:016x}: clearing it and starting afresh")
+        self._audit("restore", result="timeout", connected=self.connected)
         if not self.connected:
             self._clear_on_connect = True
             return []
@@ -265,7 +271,7 @@ class GatewayEngine:
                 # That direction's rule timed out while the other lives: re-install it.
                 s.rules_alive[d] = True
                 r = session_rule(s.flow if d == 0 else s.flow.reverse(), d, s.sid,
-                                 s.enforcement, s.meter_id, self.use_queue)
+                                 s.enforcement, s.meter_id, self.use_queue, *s.device)
                 self.metrics.rules_installed.inc()
                 msgs.append(r)
             return msgs
@@ -410,7 +416,8 @@ class GatewayEngine:
     def _rules(self, s: Session) -> list[FlowRule]:
         s.rules_alive = [True, True]
         self.metrics.rules_installed.inc(2)
-        return session_rules(s.flow, s.sid, s.enforcement, s.meter_id, self.use_queue)
+        return session_rules(s.flow, s.sid, s.enforcement, s.meter_id, self.use_queue,
+                             *s.device)
 
     def _log_decision(self, s: Session, event: str, changes=None) -> None:
         e = s.enforcement
@@ -422,6 +429,11 @@ class GatewayEngine:
         if changes:
             rec["changes"] = changes
         self.log.info("decision %s", json.dumps(rec, sort_keys=True))
+        self._audit(rec.pop("event"), **rec)
+
+    def _audit(self, event: str, **fields) -> None:
+        if self.audit is not None:
+            self.audit(event, dpid=f"{self.dp_id:016x}", **fields)
 
     # ---- expiry --------------------------------------------------------------
     def flow_removed(self, cookie: int, packets: int = 0, nbytes: int = 0) -> list[Message]:

@@ -1,21 +1,28 @@
 """The gateway's REST API on Ryu's WSGI server (imports Ryu: the one module of
 ryu_apps.gateway that does; egw.py, egw_flags.py and ofmsg.py are the others).
 
-    GET  /egw/health              {"ok": true, "switches": [...], "model": ..., "policy": ...}
-    GET  /egw/sessions            every session: class, confidence, action, counters
+Every endpoint but ``/egw/health`` needs the token (``X-EGW-Token: T`` or
+``Authorization: Bearer T``; see :mod:`ryu_apps.gateway.auth`): 401 without it or with a
+wrong one, 403 when the gateway has no token. ``/metrics`` may be opened to loopback
+clients (``egw_metrics_open``).
+
+    GET  /egw/health              {"ok": true, "switches": N, "model": bool, "policy_ok": bool}
+    GET  /egw/status              switches, model and policy paths, errors, labels
+    GET  /egw/sessions            a page of sessions (?limit=&after=): {"sessions", "next", "total"}
     GET  /egw/sessions/{id}       one session
     GET  /egw/stats               per-class statistics, meters, counters
     GET  /egw/policy              the running policy (JSON) and where it came from
-    POST /egw/policy/reload       re-read the policy file (token needed)
+    POST /egw/policy/reload       re-read the policy file
     GET  /metrics                 Prometheus text format
 """
 from __future__ import annotations
 
-import hmac
 import json
 
 from ryu.app.wsgi import ControllerBase, route
 from webob import Response
+
+from .auth import page_params
 
 APP_KEY = "egw_app"
 
@@ -25,55 +32,67 @@ def _json(obj, status=200) -> Response:
                     body=json.dumps(obj, indent=1, default=str).encode())
 
 
+def guarded(handler):
+    """Run ``handler`` only when the app's :class:`auth.Guard` lets the request through."""
+    def wrapper(self, req, **kw):
+        status = self.app.guard.check(req.path, req.headers, req.remote_addr)
+        if status == 401:
+            return _json({"error": "bad or missing token"}, 401)
+        if status == 403:
+            return _json({"error": "the REST API has no token configured"}, 403)
+        return handler(self, req, **kw)
+    wrapper.__name__ = handler.__name__
+    return wrapper
+
+
 class GatewayController(ControllerBase):
     def __init__(self, req, link, data, **config):
         super().__init__(req, link, data, **config)
         self.app = data[APP_KEY]
 
-    def _authorized(self, req) -> bool:
-        token = self.app.api_token
-        if not token:
-            return False
-        given = req.headers.get("X-EGW-Token", "")
-        auth = req.headers.get("Authorization", "")
-        if auth.startswith("Bearer "):
-            given = given or auth[7:]
-        return bool(given) and hmac.compare_digest(given.encode(), token.encode())
-
     @route("egw", "/egw/health", methods=["GET"])
     def health(self, req, **_):
         return _json(self.app.health())
 
+    @route("egw", "/egw/status", methods=["GET"])
+    @guarded
+    def status(self, req, **_):
+        return _json(self.app.status())
+
     @route("egw", "/egw/sessions", methods=["GET"])
+    @guarded
     def sessions(self, req, **_):
-        return _json(self.app.all_sessions())
+        try:
+            limit, after = page_params(req.GET)
+        except ValueError:
+            return _json({"error": "limit: a positive integer; after: a session id or "
+                                   "the 'next' of the previous page"}, 400)
+        return _json(self.app.gw.sessions_page(limit, after))
 
     @route("egw", "/egw/sessions/{sid}", methods=["GET"], requirements={"sid": r"\d+"})
+    @guarded
     def session(self, req, sid, **_):
-        for s in self.app.all_sessions():
-            if s["id"] == int(sid):
-                return _json(s)
-        return _json({"error": f"no session {sid}"}, 404)
+        s = self.app.gw.session(int(sid))
+        return _json(s) if s is not None else _json({"error": f"no session {sid}"}, 404)
 
     @route("egw", "/egw/stats", methods=["GET"])
+    @guarded
     def stats(self, req, **_):
-        return _json(self.app.all_stats())
+        return _json(self.app.gw.all_stats())
 
     @route("egw", "/egw/policy", methods=["GET"])
+    @guarded
     def policy(self, req, **_):
-        return _json(self.app.policy_view())
+        return _json(self.app.gw.policy_view())
 
     @route("egw", "/egw/policy/reload", methods=["POST"])
+    @guarded
     def reload(self, req, **_):
-        if not self.app.api_token:
-            return _json({"error": "policy changes over REST are disabled "
-                                   "(set egw_api_token)"}, 403)
-        if not self._authorized(req):
-            return _json({"error": "bad or missing token"}, 401)
         ok, message = self.app.reload_policy("rest")
         return _json({"ok": ok, "message": message}, 200 if ok else 400)
 
     @route("egw", "/metrics", methods=["GET"])
+    @guarded
     def metrics(self, req, **_):
         return Response(status=200, content_type="text/plain", charset="utf-8",
                         body=self.app.metrics.render())

@@ -87,22 +87,30 @@ def adopt(eng: "GatewayEngine", flows: list[FlowRule], meters: list[MeterRule],
         if flow is None or eng.table.get(flow.key()) is not None:
             stale += list(dirs.values())
             continue
+        mac, side = _device_of(dirs)
+        device_ip = str(ipaddress.ip_address(flow.src if side == 0 else flow.dst))
         label, enf = recognise(eng.enforce, dirs.get(0) or dirs[1], flow, meter_id, cfg,
-                               labels, eng.use_queue)
+                               labels, eng.use_queue, mac, device_ip)
+        ports = eng.l2.tables.get(eng.dp_id, {})
         s, evicted = eng.table.create(
-            flow.key(), sid=sid, flow=flow, client_mac="", server_mac="", client_port=-1,
+            flow.key(), sid=sid, flow=flow, client_mac=(mac or "") if side == 0 else "",
+            server_mac=(mac or "") if side == 1 else "",
+            client_port=ports.get(mac, -1) if side == 0 else (eng.wan_port or -1),
             first_ts=now, last_ts=now, state=ENFORCED)
         for old in evicted:
             msgs += eng.forget(old, "evicted")
-        s.device_ip = str(ipaddress.ip_address(flow.src))
+        s.device_mac, s.device_ip = mac, device_ip
         s.label, s.confidence, s.reason = label, 0.0, "restored"
         s.enforcement, s.meter_id, s.classified_ts = enf, meter_id, now
         s.rules_alive = [0 in dirs, 1 in dirs]
+        for d, r in dirs.items():         # what the switch counted so far
+            s.packet_live[d], s.byte_live[d] = r.packet_count, r.byte_count
         if meter_id is not None:
             used[meter_id].add(sid)
             c = cfg[meter_id]
             eng.meters.adopt(enf.meter_key, meter_id, int(c.rate_kbps), c.burst_kb, sid)
         eng.stats_started(label)
+        eng._log_decision(s, "restored")
         restored += 1
     eng.table.reattach(waiting)
     eng.meters.reserve(used)
@@ -143,18 +151,32 @@ def _session_of(dirs: dict[int, FlowRule], cfg: dict[int, MeterRule]
     return flow, meter_id
 
 
+def _device_of(dirs: dict[int, FlowRule]) -> tuple[str | None, int]:
+    """(device MAC, side: 0 client, 1 server) from the MAC the session rules match
+    (see :func:`rules.session_rule`); (None, 0) for rules without one (older rules:
+    the client is taken for the device)."""
+    for d, r in sorted(dirs.items()):
+        for field, sender in (("eth_src", True), ("eth_dst", False)):
+            mac = r.match.get(field)
+            if isinstance(mac, str):
+                # the device sends direction d (eth_src) or receives it (eth_dst)
+                return mac.lower(), d if sender else 1 - d
+    return None, 0
+
+
 def recognise(enforce, rule: FlowRule, flow: FiveTuple, meter_id: int | None,
-              cfg: dict[int, MeterRule], labels, use_queue: bool = True
-              ) -> tuple[str, Enforcement]:
+              cfg: dict[int, MeterRule], labels, use_queue: bool = True,
+              mac: str | None = None, ip: str | None = None) -> tuple[str, Enforcement]:
     """(label, enforcement) whose rule equals ``rule`` under the running policy
-    (``enforce``); when none does, class ``restored`` with the rule's own enforcement."""
+    (``enforce``, asked for the device ``mac``/``ip``: device entries apply); when
+    none does, class ``restored`` with the rule's own enforcement."""
     sid, d = decode_cookie(rule.cookie)
     f = flow if d == 0 else flow.reverse()
-    ip = str(ipaddress.ip_address(flow.src))
+    ip = ip or str(ipaddress.ip_address(flow.src))
     c = cfg.get(meter_id) if meter_id is not None else None
     for label in [*labels, UNKNOWN]:
         try:
-            e = enforce(label, None, ip)
+            e = enforce(label, mac, ip)
         except Exception:
             continue
         if (e.meter_key is None) != (c is None):

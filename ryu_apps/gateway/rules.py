@@ -89,6 +89,9 @@ class FlowRule:
     cookie: int = 0
     send_flow_rem: bool = False
     command: str = "add"
+    #: counters of a flow read back from a switch (flow-stats reply); not part of the rule
+    packet_count: int = field(default=0, compare=False)
+    byte_count: int = field(default=0, compare=False)
 
     @property
     def is_drop(self) -> bool:
@@ -271,9 +274,16 @@ def clear_all() -> list[Message]:
 
 
 def session_rule(flow: FiveTuple, direction: int, sid: int, enforcement, meter_id: int | None,
-                 use_queue: bool = True) -> FlowRule:
-    """The enforcement rule of one direction of a session."""
-    common = dict(table=SESSION_TABLE, priority=SESSION_PRIORITY, match=flow.match(),
+                 use_queue: bool = True, device_mac: str | None = None,
+                 device_side: int = 0) -> FlowRule:
+    """The enforcement rule of one direction of a session. ``device_mac``: the LAN
+    device's MAC, matched too (``eth_src`` in the direction it sends, ``eth_dst`` in
+    the other; ``device_side`` 0: the device is the client) so that a controller
+    restart can read the device back from the switch."""
+    match = flow.match()
+    if device_mac:
+        match["eth_src" if direction == device_side else "eth_dst"] = device_mac
+    common = dict(table=SESSION_TABLE, priority=SESSION_PRIORITY, match=match,
                   idle_timeout=int(enforcement.idle_timeout or 0),
                   hard_timeout=int(enforcement.hard_timeout or 0),
                   cookie=session_cookie(sid, direction), send_flow_rem=True)
@@ -288,10 +298,13 @@ def session_rule(flow: FiveTuple, direction: int, sid: int, enforcement, meter_i
 
 
 def session_rules(flow: FiveTuple, sid: int, enforcement, meter_id: int | None,
-                  use_queue: bool = True) -> list[FlowRule]:
+                  use_queue: bool = True, device_mac: str | None = None,
+                  device_side: int = 0) -> list[FlowRule]:
     """Both directions: ``flow`` is the client->server direction (direction 0)."""
-    return [session_rule(flow, 0, sid, enforcement, meter_id, use_queue),
-            session_rule(flow.reverse(), 1, sid, enforcement, meter_id, use_queue)]
+    return [session_rule(flow, 0, sid, enforcement, meter_id, use_queue, device_mac,
+                         device_side),
+            session_rule(flow.reverse(), 1, sid, enforcement, meter_id, use_queue,
+                         device_mac, device_side)]
 
 
 def forward_rule(in_port: int, eth_dst: str, out_port: int) -> FlowRule:

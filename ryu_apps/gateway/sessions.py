@@ -63,6 +63,11 @@ class Session:
     def byte_count(self) -> list[int]:
         return [self.byte_base[i] + self.byte_live[i] for i in (0, 1)]
 
+    @property
+    def device(self) -> tuple[str | None, int]:
+        """(device MAC, its side: 0 client, 1 server) as the session rules match it."""
+        return self.device_mac, 0 if self.device_mac == self.client_mac else 1
+
     def direction(self, src: bytes, sport: int) -> int:
         return 0 if (src, sport) == (self.flow.src, self.flow.sport) else 1
 

@@ -95,8 +95,12 @@ def demo_bundle():
     return cached()
 
 
+TOKEN = "egw-test-token"
+
+
 def _get(url):
-    with urllib.request.urlopen(url, timeout=5) as r:
+    req = urllib.request.Request(url, headers={"Authorization": f"Bearer {TOKEN}"})
+    with urllib.request.urlopen(req, timeout=5) as r:
         return json.loads(r.read())
 
 
@@ -117,7 +121,7 @@ def test_gateway_classifies_and_enforces(ovs, mininet_slot, tmp_path, demo_bundl
     args = ["--egw-model", str(demo_bundle),
             "--egw-policy", str(policy), "--egw-wan-port", f"{SW}-eth3",
             "--egw-policy-watch", "0.5"]
-    with RyuProcess(extra_args=args, log_path=tmp_path / "ryu.log") as ryu:
+    with RyuProcess(extra_args=args, token=TOKEN, log_path=tmp_path / "ryu.log") as ryu:
         net = build_net(GatewayTopo(), ryu.of_port)
         try:
             net.start()
@@ -177,7 +181,7 @@ def test_gateway_classifies_and_enforces(ovs, mininet_slot, tmp_path, demo_bundl
             assert "htb" in qd, qd
 
             # REST: every session with its class, confidence and action.
-            sessions = _get(f"{ryu.rest_url}/egw/sessions")
+            sessions = _get(f"{ryu.rest_url}/egw/sessions?limit=1000")["sessions"]
             by_class = {}
             for s in sessions:
                 by_class.setdefault(s["class"], []).append(s)

@@ -38,8 +38,12 @@ class RestartTopo(Topo):
             self.addLink(self.addHost(name, ip=f"{ip}/24"), sw)
 
 
+TOKEN = "egw-test-token"
+
+
 def _get(url):
-    with urllib.request.urlopen(url, timeout=5) as r:
+    req = urllib.request.Request(url, headers={"Authorization": f"Bearer {TOKEN}"})
+    with urllib.request.urlopen(req, timeout=5) as r:
         return json.loads(r.read())
 
 
@@ -90,7 +94,7 @@ def test_controller_restart_keeps_sessions_and_relearns(ovs, mininet_slot, tmp_p
     args = ["--egw-model", str(bundle), "--egw-policy", str(policy),
             "--egw-wan-port", f"{SW}-eth3", "--noegw-wan-htb", "--egw-policy-watch", "0.5",
             "--egw-model-watch", "0.5", "--egw-stats-interval", "0"]
-    ryu = RyuProcess(extra_args=args, log_path=tmp_path / "ryu1.log").start()
+    ryu = RyuProcess(extra_args=args, token=TOKEN, log_path=tmp_path / "ryu1.log").start()
     ryu2 = None
     try:
         net = build_net(RestartTopo(), ryu.of_port)
@@ -114,7 +118,7 @@ def test_controller_restart_keeps_sessions_and_relearns(ovs, mininet_slot, tmp_p
         ipcli = HostProcess(h2, ["iperf3", "-c", wan.IP(), "-p", "5202", "-u", "-b", "1M",
                                  "-l", "1000", "-t", "11", "-J"])
         url = ryu.rest_url
-        _wait(lambda: {"voip", "streaming"} <= {s["class"] for s in _get(f"{url}/egw/sessions")},
+        _wait(lambda: {"voip", "streaming"} <= {s["class"] for s in _get(f"{url}/egw/sessions?limit=1000")["sessions"]},
               8, "voip and streaming classified", ryu.log_tail)
         flows1 = ovs.ofctl(SW, "dump-flows")
         rules1 = _session_rules(flows1)
@@ -129,10 +133,10 @@ def test_controller_restart_keeps_sessions_and_relearns(ovs, mininet_slot, tmp_p
         time.sleep(2.5)
         assert _session_rules(ovs.ofctl(SW, "dump-flows")), "secure mode keeps the rules"
 
-        ryu2 = RyuProcess(extra_args=args, log_path=tmp_path / "ryu2.log",
+        ryu2 = RyuProcess(extra_args=args, token=TOKEN, log_path=tmp_path / "ryu2.log",
                           of_port=ryu.of_port).start()
         url = ryu2.rest_url
-        restored = _wait(lambda: [s for s in _get(f"{url}/egw/sessions")
+        restored = _wait(lambda: [s for s in _get(f"{url}/egw/sessions?limit=1000")["sessions"]
                                   if s["reason"] == "restored"],
                          15, "sessions restored", ryu2.log_tail)
         by_class = {s["class"] for s in restored}
@@ -165,13 +169,13 @@ def test_controller_restart_keeps_sessions_and_relearns(ovs, mininet_slot, tmp_p
         rc, _ = HostProcess(h1, ["iperf3", "-c", wan.IP(), "-p", "5203", "-u", "-b", "1M",
                                  "-l", "1000", "-t", "1", "-J"]).wait(timeout=20)
         ipsrv.wait(timeout=10)
-        streams = [s for s in _get(f"{url}/egw/sessions") if s["class"] == "streaming"]
+        streams = [s for s in _get(f"{url}/egw/sessions?limit=1000")["sessions"] if s["class"] == "streaming"]
         assert len({s["meter_id"] for s in streams}) == 1 and len(streams) >= 2, streams
         assert sorted(_meter_ids(ovs.ofctl(SW, "dump-meters"))) == sorted(meters1)
 
         # ---- bad files at runtime: named, last good kept -----------------------------
         (bundle / "model.int8.tflite").write_bytes(b"not a model" * 50)
-        health = _wait(lambda: (_get(f"{url}/egw/health") if _get(f"{url}/egw/health")
+        health = _wait(lambda: (_get(f"{url}/egw/status") if _get(f"{url}/egw/status")
                                 ["model_error"] else None), 5, "model rejected",
                        ryu2.log_tail)
         assert str(bundle / "model.int8.tflite") in health["model_error"]
@@ -181,7 +185,7 @@ def test_controller_restart_keeps_sessions_and_relearns(ovs, mininet_slot, tmp_p
                                     PREFIX["voip"].hex(), "4"]).wait(timeout=20)
         srv.stop()
         assert rc == 0 and json.loads(cout)["echoed"] > 0, cout
-        new_voip = [s for s in _get(f"{url}/egw/sessions") if s["server_port"] == 7001]
+        new_voip = [s for s in _get(f"{url}/egw/sessions?limit=1000")["sessions"] if s["server_port"] == 7001]
         assert new_voip and new_voip[0]["class"] == "voip" and new_voip[0]["reason"] == "model"
         policy.write_text("version: 1\nclasses: {voip: {dscp: NOPE}}\n")
         pol = _wait(lambda: (_get(f"{url}/egw/policy") if _get(f"{url}/egw/policy")

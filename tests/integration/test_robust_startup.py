@@ -19,7 +19,9 @@ from topologies.controller import RyuProcess
 
 
 def _get(ryu, path):
-    with urllib.request.urlopen(ryu.rest_url + path, timeout=5) as r:
+    req = urllib.request.Request(ryu.rest_url + path,
+                                 headers={"Authorization": f"Bearer {ryu.token}"})
+    with urllib.request.urlopen(req, timeout=5) as r:
         return json.loads(r.read())
 
 
@@ -48,7 +50,7 @@ def test_bad_model_and_bad_policy_at_startup(tmp_path):
             "--egw-policy-watch", "0.3", "--egw-model-watch", "0.3", "--noegw-wan-htb"]
     with RyuProcess(extra_args=args, log_path=tmp_path / "ryu.log") as ryu:
         assert _wait(lambda: _get(ryu, "/egw/health")["ok"]), ryu.log_tail()
-        health = _get(ryu, "/egw/health")
+        health = _get(ryu, "/egw/status")
         assert health["model"] is None and health["labels"] == []
         pol = _get(ryu, "/egw/policy")
         assert "AF99" in (pol["last_error"] or "") and str(policy) in pol["last_error"]
@@ -62,6 +64,6 @@ def test_bad_model_and_bad_policy_at_startup(tmp_path):
         # Fix the model: the watcher loads it.
         for f in ("model.tflite", "model.int8.tflite"):
             shutil.copy(DEFAULT_BUNDLE_DIR / f, bundle / f)
-        assert _wait(lambda: _get(ryu, "/egw/health")["labels"] != []), ryu.log_tail()
+        assert _wait(lambda: _get(ryu, "/egw/status")["labels"] != []), ryu.log_tail()
         assert ryu.proc.poll() is None
     assert "Traceback" not in ryu.log_tail(400)

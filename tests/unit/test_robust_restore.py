@@ -222,3 +222,116 @@ def test_reconnect_before_timeout_restarts_the_deadline():
     assert new.tick(now=6.0) == [] and new.restoring       # new deadline: 4 + 5
     sw.apply(_answer(new, sw, again))
     assert not new.restoring and new.faults.count("restore") == 0
+
+
+# ---- issue 16, items 4 and 5: restore that never sticks, sessions that keep their device --
+def _left_behind(policy, sessions, *, sw=None, clock=0.0):
+    """An old engine under ``policy`` enforced ``sessions`` ((label, proto, sport, dport)).
+    Returns the switch it left behind."""
+    from tests.unit.test_gateway_engine import POLICY
+    clf = FakeClassifier()
+    old = GatewayEngine(Preprocess(repr="packet1480"), clf, policy_enforcer(policy or POLICY),
+                        wan_port=WAN, mirror_max_packets=8, clock=lambda: clock)
+    sw = sw or FlowTableModel(ports=[LAN, WAN])
+    sw.apply(old.switch_connected(fresh=True))
+    _learn(sw)
+    for label, proto, sport, dport in sessions:
+        clf.label = label
+        run_session(old, sw, proto=proto, sport=sport, dport=dport)
+    return old, sw
+
+
+def _restart(policy=None):
+    from tests.unit.test_gateway_engine import POLICY
+    new = GatewayEngine(Preprocess(repr="packet1480"), FakeClassifier("voip"),
+                        policy_enforcer(policy or POLICY), wan_port=WAN, mirror_max_packets=8,
+                        clock=lambda: 0.0)
+    return new
+
+
+def test_reconnect_before_timeout_keeps_drop_rules_as_drops():
+    _old, sw = _left_behind(None, [("p2p", 6, 41000, 6881), ("voip", 6, 40000, 443)])
+    assert both_ways(sw, 6, 41000, 6881)[0].dropped
+    new = _restart()
+    msgs = new.switch_connected(fresh=True, readback=True, now=0.0)
+    sw.apply(msgs)
+    new.switch_disconnected()
+    again = new.switch_connected(fresh=False, now=2.0)
+    sw.apply(again)
+    assert both_ways(sw, 6, 41000, 6881)[0].dropped           # nothing cleared meanwhile
+    assert new.tick(now=6.0) == [] and new.restoring          # new deadline 2 + 5
+    sw.apply(_answer(new, sw, again))
+    assert not new.restoring
+    by_port = {s["client_port"]: s for s in new.sessions()}
+    assert by_port[41000]["class"] == "p2p" and by_port[41000]["action"] == "drop"
+    fwd, rev = both_ways(sw, 6, 41000, 6881)
+    assert fwd.dropped and rev.dropped
+    # a policy reload re-derives the drop (the session is a p2p session again, not "restored")
+    assert new.set_enforcer(policy_enforcer()) == []
+
+
+def test_restoring_never_outlives_its_deadline_across_reconnects():
+    _old, sw = _left_behind(None, [("voip", 6, 40000, 443)])
+    new = _restart()
+    sw.apply(new.switch_connected(fresh=True, readback=True, now=0.0))
+    for t in (1.0, 2.0, 3.0):                     # flapping: each reconnect asks again
+        new.switch_disconnected()
+        sw.apply(new.switch_connected(fresh=False, now=t))
+        assert new.restoring
+    assert new.tick(now=8.1) and not new.restoring          # deadline of the last ask
+    new.switch_disconnected()
+    sw.apply(new.switch_connected(fresh=False, now=9.0))
+    assert not new.restoring                       # a reconnect does not bring it back
+    assert _new_session(new, sw, now=9.0) and new.sessions()[-1]["state"] == "enforced"
+
+
+def test_mac_only_device_entry_is_recognised_on_restore():
+    from tests.unit.test_gateway_engine import MAC_C, POLICY
+    policy = POLICY + f"""devices:
+  - name: monitor
+    mac: "{MAC_C.upper()}"
+    all: {{dscp: CS5}}
+"""
+    old, sw = _left_behind(policy, [("voip", 6, 40000, 443)])
+    assert old.sessions()[0]["dscp"] == 40
+    new = _restart(policy)
+    msgs = new.switch_connected(fresh=True, readback=True)
+    sw.apply(msgs)
+    sw.apply(_answer(new, sw, msgs))
+    (s,) = new.sessions()
+    assert s["class"] == "voip" and s["dscp"] == 40 and s["device_mac"] == MAC_C
+    # ... so a policy reload still reaches it
+    changed = policy.replace("all: {dscp: CS5}", "all: {dscp: CS6}")
+    sw.apply(new.set_enforcer(policy_enforcer(changed)))
+    assert new.sessions()[0]["dscp"] == 48 and both_ways(sw)[0].dscp == 48
+
+
+def test_restored_session_keeps_device_side_mac_and_counters():
+    from tests.unit.test_gateway_engine import IP_C, MAC_C, frame, pkt_fields
+    old, sw = _left_behind(None, [])
+    # a session opened from the WAN side: the device (LAN) is its server
+    f = frame(IP_S_, IP_C, 6000, 5000, 17, b"x" * 300, smac="02:00:00:00:00:01", dmac=MAC_C)
+    old.configure(mirror_max_packets=1)
+    assert sw.process(pkt_fields(IP_S_, IP_C, 6000, 5000, 17, in_port=WAN,
+                                 smac="02:00:00:00:00:01", dmac=MAC_C)).mirrored
+    old.mirror_packet(WAN, f, now=0.0)
+    sw.apply(old.flush(0.0))
+    (o,) = old.sessions()
+    assert o["device_ip"] == IP_C and o["client"] == IP_S_
+    flows = sw.flows()
+    for r in flows:                                # the switch counted some traffic
+        if r.priority == 100:
+            r.packet_count, r.byte_count = 10, 4000
+    new = _restart()
+    msgs = new.switch_connected(fresh=True, readback=True)
+    sw.apply(msgs)
+    reqs = {r.what: r for r in msgs if isinstance(r, ReadRequest)}
+    new.readback_reply("flows", reqs["flows"].xid, flows, False, LABELS)
+    sw.apply(new.readback_reply("meters", reqs["meters"].xid, _meters(sw), False, LABELS))
+    (s,) = new.sessions()
+    assert s["device_ip"] == IP_C and s["device_mac"] == MAC_C and s["client"] == IP_S_
+    assert s["packets"] == 20 and s["bytes"] == 8000
+    assert s["class"] == o["class"] and s["id"] == o["id"]
+
+
+IP_S_ = "10.0.0.1"
