@@ -48,7 +48,8 @@ def dataset_cmd(repr_: str) -> list[str]:
 FAMILIES = [
     ("boosted", "boosted", "kpackets", [], "100 boosting iterations x 6 classes, 15 leaves"),
     ("forest", "forest", "kpackets", [], "30 trees, 256 leaves"),
-    ("tinykp", "tinykp", "kpackets", [], "120 epochs, cosine decay"),
+    ("tinykp", "tinykp", "kpackets", ["--teacher", "oof-boosted"],
+     "120 epochs, cosine decay, distilled from out-of-fold boosted trees (5 folds by session)"),
     ("kpnet", "kpnet", "kpackets", ["--epochs", "80"], "80 epochs max, early stop on val loss"),
     ("knn", "knn", "kpackets", [], "k = 5, all training sessions as prototypes"),
     ("tiny", "tiny", "session784", ["--epochs", "80"], "80 epochs max, early stop on val loss"),
@@ -63,9 +64,10 @@ FAMILIES = [
      "30 epochs or 480 s, all other training packets unlabelled"),
 ]
 LABELS_PER_CLASS = [10, 30, 100, 300, None]
-LE_FAMILIES = [("bytesgan", ["--epochs", "40", "--max-seconds", "150"], "40 epochs or 150 s"),
-               ("cnn", ["--epochs", "40", "--max-seconds", "150"], "40 epochs or 150 s"),
-               ("tiny", ["--epochs", "40", "--max-seconds", "150"], "40 epochs or 150 s"),
+LE_FAMILIES = [("bytesgan", ["--epochs", "40", "--steps-per-epoch", "20", "--max-seconds", "100"],
+                "epochs of 20 D+G steps (batch 256), 40 or 100 s"),
+               ("cnn", ["--epochs", "40", "--max-seconds", "100"], "40 epochs or 100 s"),
+               ("tiny", ["--epochs", "40", "--max-seconds", "100"], "40 epochs or 100 s"),
                ("forest", [], "30 trees")]
 
 
@@ -124,7 +126,25 @@ def row_from_card(name: str, card: dict, budget: str, wall: float | None) -> dic
     }
 
 
-def run_families(only: set | None, runs: Path, logs: Path) -> None:
+def _same_command(card_cmd: str, argv: list[str]) -> bool:
+    """Is ``card_cmd`` the ``egw train`` command ``argv``, up to its --out?"""
+    got = shlex.split(card_cmd or "")[1:]
+
+    def strip(a):
+        out, skip = [], False
+        for x in a:
+            if skip:
+                skip = False
+                continue
+            if x == "--out":
+                skip = True
+                continue
+            out.append(x)
+        return out
+    return strip(got) == strip(argv)
+
+
+def run_families(only: set | None, runs: Path, logs: Path, adopt: dict | None = None) -> None:
     out = RESULTS / "families.json"
     res = json.loads(out.read_text()) if out.exists() else {"rows": []}
     rows = {r["name"]: r for r in res["rows"]}
@@ -135,13 +155,24 @@ def run_families(only: set | None, runs: Path, logs: Path) -> None:
         bundle = runs / name
         argv = ["train", "--model", fam, "--data", data, "--out", str(bundle.relative_to(REPO)),
                 "--seed", "0", "--no-progress"] + extra
-        rc.log(f"training {name}: egw {' '.join(argv)}")
-        wall = egw(argv, logs / f"train-{name}.log")
-        card = json.loads((bundle / "card.json").read_text())
+        if adopt and name in adopt:
+            # a bundle already made by exactly this command (e.g. in the option selection):
+            # its figures are taken as they are, not trained again
+            bundle = Path(adopt[name])
+            card = json.loads((bundle / "card.json").read_text())
+            if not _same_command(card.get("command"), argv):
+                raise SystemExit(f"--adopt {name}={bundle}: made by `{card.get('command')}`, "
+                                 f"not by `egw {' '.join(argv)}`")
+            wall = None
+        else:
+            rc.log(f"training {name}: egw {' '.join(argv)}")
+            wall = egw(argv, logs / f"train-{name}.log")
+            card = json.loads((bundle / "card.json").read_text())
         rows[name] = row_from_card(name, card, budget, wall)
         r = rows[name]
         rc.log(f"{name}: test macro-F1 int8 {r['test_macro_f1_int8']} (float {r['test_macro_f1_float']}), "
-               f"val {r['val_macro_f1_int8']}, {r['params']} params, {wall:.0f} s")
+               f"val {r['val_macro_f1_int8']}, {r['params']} params"
+               + (f", {wall:.0f} s" if wall else ", adopted"))
         res = {"datasets": {rp: dataset_cmd(rp) for rp in ("kpackets", "session784", "image900",
                                                             "packet1480")},
                "hardware": rc.hardware(), "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -188,6 +219,9 @@ def main() -> int:
     p.add_argument("--label-efficiency", action="store_true", help="the label-efficiency runs")
     p.add_argument("--render", action="store_true", help="only render docs/models.md from the JSON")
     p.add_argument("--runs", default="runs/families", help="bundle and log folder")
+    p.add_argument("--adopt", action="append", default=[], metavar="NAME=DIR",
+                   help="take NAME's row from a bundle already trained by the same egw train "
+                        "command (checked), instead of training it again")
     a = p.parse_args()
     runs = REPO / a.runs
     logs = runs / "logs"
@@ -197,7 +231,8 @@ def main() -> int:
         if a.label_efficiency:
             run_label_efficiency(runs, logs)
         else:
-            run_families(set(a.only.split(",")) if a.only else None, runs, logs)
+            run_families(set(a.only.split(",")) if a.only else None, runs, logs,
+                         dict(x.split("=", 1) for x in a.adopt))
     import models_doc
     models_doc.write_plots()
     models_doc.render_file()

@@ -79,16 +79,25 @@ class _Entry:
     min_confidence: float | None = None
 
 
+#: Confidence floors of the classes that get priority, derived for the embedded default model
+#: on validation sessions by benchmarks/min_confidence.py (docs/results/min_confidence.json:
+#: the lowest confidence at which the class's labels are right 90 % of the time);
+#: tests/unit/test_policy_min_confidence.py keeps them and the shipped policies equal to it.
+MIN_CONFIDENCE = {"voip": 0.6, "streaming": 0.85}
+
+
 def _profile(profile: str) -> dict[str | None, _Entry]:
     sh = {
-        "voip": _Entry("EF", 30, min_confidence=0.5, rate_pct=15, scope="session",
+        "voip": _Entry("EF", 30, min_confidence=MIN_CONFIDENCE["voip"], rate_pct=15, scope="session",
                        why="voice/video calls: expedited forwarding, first on the uplink "
-                           "(only when the model is at least 50% sure; each call policed "
-                           "so a mislabelled bulk flow cannot fill the priority queue)"),
+                           "(only when the model is confident enough that its voip labels are "
+                           "right 90% of the time; each call policed so a mislabelled bulk flow "
+                           "cannot fill the priority queue)"),
         "gaming": _Entry("CS4", 30, why="online games: low latency"),
-        "streaming": _Entry("AF41", 60, min_confidence=0.5,
+        "streaming": _Entry("AF41", 60, min_confidence=MIN_CONFIDENCE["streaming"],
                             why="video/music streaming: high priority, may borrow "
-                                "(only when the model is at least 50% sure)"),
+                                "(only when the model's streaming labels are right 90% of "
+                                "the time at that confidence)"),
         "chat": _Entry("AF21", 120, why="chat: interactive, small"),
         "email": _Entry("best-effort", 60, why="email: best effort"),
         "web": _Entry("best-effort", 60, why="browsing: best effort"),
@@ -105,7 +114,8 @@ def _profile(profile: str) -> dict[str | None, _Entry]:
     if profile == "strict":
         return {
             **sh,
-            "streaming": _Entry("AF41", 60, rate_pct=40, scope="class", min_confidence=0.5,
+            "streaming": _Entry("AF41", 60, rate_pct=40, scope="class",
+                                min_confidence=MIN_CONFIDENCE["streaming"],
                                 why="streaming: all streams together at most 40% of the uplink"),
             "file_transfer": _Entry("CS1", 60, rate_pct=25, scope="session",
                                     why="file transfer: each session at most a quarter of "
