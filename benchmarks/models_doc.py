@@ -17,6 +17,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "docs" / "results"
 DOC = REPO / "docs" / "models.md"
+DOCS = (DOC, REPO / "docs" / "smart_home.md")
 IMG = REPO / "docs" / "img" / "models"
 BLOCK = re.compile(r"(<!-- results:(?P<name>[\w-]+) -->\n)(?P<body>.*?)(<!-- /results:(?P=name) -->)",
                    re.S)
@@ -107,7 +108,48 @@ def selection_table(res: dict) -> str:
     return "\n".join(out)
 
 
-RENDERERS = {"tinykp-selection": ("tinykp_selection", selection_table),"families": ("families", families_table),
+def smart_home_confusion(res: dict) -> str:
+    t = res["replay"]["classification"]
+    labels = t["labels"]
+    out = [f"{t['correct']} of {t['total']} held-out sessions labelled right "
+           f"({100 * t['correct'] / max(1, t['total']):.0f} %; model `{res['model']['family']}`).", "",
+           "| true \\ gateway | " + " | ".join(labels) + " |", "|---|" + "---:|" * len(labels)]
+    for true_label, row in t["matrix"].items():
+        out.append(f"| {true_label} | " + " | ".join(str(row.get(c, 0)) for c in labels) + " |")
+    return "\n".join(out)
+
+
+def smart_home_priority(res: dict) -> str:
+    out = ["| run | probe p50 ms | p95 ms | p99 ms | received/sent | bulk Mbit/s | bulk share of the uplink |",
+           "|---|---:|---:|---:|---:|---:|---:|"]
+    for name, key in (("with the policy", "policy"), ("baseline (no QoS)", "baseline")):
+        r = res[key]
+        out.append(f"| {name} | {r['probe_p50_ms']:.2f} | {r['probe_p95_ms']:.2f} | {r['probe_p99_ms']:.2f} | "
+                   f"{r['probe_received']}/{r['probe_sent']} | {r['bulk_mbps']:.1f} | {r['bulk_share']:.2f} |")
+    e = res["enforcement"]
+    out += ["", f"The probe's p95 latency without the policy is **{res['latency_p95_ratio_baseline_over_policy']:.1f}x** "
+            f"that with it. Drop: {e['dropped_sessions']} sessions dropped, "
+            f"{e['packets_after_drop_decision']} packets after the decision. Meter: the camera at "
+            f"{e['camera_mbps_before_change']:.2f} Mbit/s under {e['camera_meter_kbps_before']} kbit/s, then "
+            f"{e['camera_mbps_after_change']:.2f} Mbit/s under {e['camera_meter_kbps_after']} kbit/s after the "
+            f"live policy change. Run wall time {res['wall_s']:.0f} s."]
+    return "\n".join(out)
+
+
+def smart_home_flows(res: dict) -> str:
+    out = ["| flow | proto | class | confidence | policy entry | DSCP | meter kbit/s |",
+           "|---|---|---|---:|---|---:|---:|"]
+    for f in res["live_flows"]:
+        c = f["confidence"]
+        out.append(f"| {f['flow']} | {f['proto']} | {f['class']} | {'' if c is None else f'{c:.2f}'} | "
+                   f"{f['policy_entry']} | {f['dscp'] if f['dscp'] is not None else ''} | "
+                   f"{f['rate_kbps'] or ''} |")
+    return "\n".join(out)
+
+
+RENDERERS = {"smart-home-confusion": ("smart_home", smart_home_confusion),
+             "smart-home-priority": ("smart_home", smart_home_priority),
+             "smart-home-flows": ("smart_home", smart_home_flows),"tinykp-selection": ("tinykp_selection", selection_table),"families": ("families", families_table),
              "label-efficiency": ("label_efficiency", label_table),
              "min-confidence": ("min_confidence", min_confidence_table)}
 
@@ -189,7 +231,8 @@ def write_plots() -> list[str]:
 
 if __name__ == "__main__":
     write_plots()
-    render_file()
-    bad = check_file()
-    print("rendered docs/models.md" + (f"; blocks without JSON: {bad}" if bad else ""))
+    for doc in DOCS:
+        render_file(doc)
+        bad = check_file(doc)
+        print(f"rendered {doc.relative_to(REPO)}" + (f"; blocks without JSON: {bad}" if bad else ""))
     sys.exit(0)

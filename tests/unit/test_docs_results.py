@@ -20,6 +20,13 @@ def test_models_doc_tables_match_their_json():
     assert models_doc.check_file() == []
 
 
+def test_smart_home_doc_tables_match_their_json():
+    doc = models_doc.REPO / "docs" / "smart_home.md"
+    blocks = {m["name"] for m in models_doc.BLOCK.finditer(doc.read_text())}
+    assert {"smart-home-confusion", "smart-home-priority", "smart-home-flows"} <= blocks
+    assert models_doc.check_file(doc) == []
+
+
 def test_a_changed_figure_is_caught(tmp_path, monkeypatch):
     """The check is real: edit one figure in a copy of the JSON and the doc no longer matches."""
     res = json.loads((models_doc.RESULTS / "families.json").read_text())
