@@ -11,8 +11,8 @@ from __future__ import annotations
 import shlex
 from pathlib import Path
 
-PATH_OPTS_BUILD = {"--input", "--taxonomy", "--out", "--preprocess"}
-PATH_OPTS_TRAIN = {"--data", "--out", "--teacher"}
+from classifier.train import OOF_TEACHER  # a --teacher that is trained inside, not a path
+
 DROP_TRAIN = {"--note"}  # free text about the original data
 
 
@@ -74,8 +74,8 @@ def retarget(commands: list[list[str]], input_dir: str, workdir: str,
             is_teacher = argv is not commands[-1]
             a = _set(argv, "--data", data)
             a = _set(a, "--out", teacher_dir if is_teacher else model_dir)
-            if "--teacher" in a:
-                a = _set(a, "--teacher", teacher_dir)
+            if "--teacher" in a and a[a.index("--teacher") + 1] != OOF_TEACHER:
+                a = _set(a, "--teacher", teacher_dir)   # a bundle the recipe trains first
             for opt in DROP_TRAIN:
                 a = _set(a, opt, None)
         out.append(a)

@@ -171,10 +171,10 @@ def test_min_confidence_is_validated_with_its_line():
 
 
 def test_shipped_and_generated_policies_guard_priority_with_min_confidence():
-    from policies.generate import generate_policy
+    from policies.generate import MIN_CONFIDENCE, generate_policy
 
     for path in (DEFAULT_POLICY_PATH, STRICT_POLICY_PATH):
-        assert load_policy(path).classes["voip"].min_confidence == 0.5
+        assert load_policy(path).classes["voip"].min_confidence == MIN_CONFIDENCE["voip"] > 0
     gen = parse_policy(generate_policy(["voip", "streaming", "email"]), "gen.yaml")
-    assert gen.classes["voip"].min_confidence == 0.5
+    assert gen.classes["voip"].min_confidence == MIN_CONFIDENCE["voip"]
     assert gen.classes["email"].min_confidence is None
