@@ -147,7 +147,21 @@ def smart_home_flows(res: dict) -> str:
     return "\n".join(out)
 
 
-RENDERERS = {"smart-home-confusion": ("smart_home", smart_home_confusion),
+def audit_table(res: dict) -> str:
+    p, imp = res["probe"], res["importance"]
+    out = ["| field | macro-F1 drop when shuffled | samples with it |", "|---|---:|---:|"]
+    for r in imp["fields"][:12]:
+        out.append(f"| `{r['field']}` | {r['macro_f1_drop']:+.3f} | {r['samples_with_field']} |")
+    out += ["", f"`{res['command']}`: the bundle scores {imp['baseline_macro_f1']:.3f} macro-F1 on "
+            f"{imp['scored_on']} ({imp['repeats']} shuffles per field; top 12 of {len(imp['fields'])} "
+            f"fields). Shortcut probe ({p['header']}, payload blanked): macro-F1 {p['macro_f1']:.3f} "
+            f"(majority class {p['majority_macro_f1']:.3f}); header fields still varying after "
+            f"masking: {', '.join(p['varying_fields'])}."]
+    return "\n".join(out)
+
+
+RENDERERS = {"default-audit": ("default_audit", audit_table),
+             "smart-home-confusion": ("smart_home", smart_home_confusion),
              "smart-home-priority": ("smart_home", smart_home_priority),
              "smart-home-flows": ("smart_home", smart_home_flows),"tinykp-selection": ("tinykp_selection", selection_table),"families": ("families", families_table),
              "label-efficiency": ("label_efficiency", label_table),
