@@ -61,7 +61,7 @@ FAMILIES = [
      "30 epochs or 480 s"),
     ("cnn", "cnn", "packet1480", ["--epochs", "30", "--max-seconds", "480"], "30 epochs or 480 s"),
     ("bytesgan", "bytesgan", "packet1480", ["--epochs", "30", "--max-seconds", "480"],
-     "30 epochs or 480 s, all other training packets unlabelled"),
+     "30 epochs or 480 s, every training packet labelled (and real data for D)"),
 ]
 LABELS_PER_CLASS = [10, 30, 100, 300, None]
 LE_FAMILIES = [("bytesgan", ["--epochs", "40", "--steps-per-epoch", "20", "--max-seconds", "100"],
