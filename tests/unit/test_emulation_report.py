@@ -130,3 +130,16 @@ def test_cpu_sampler_sees_its_own_busy_thread():
     me = out["processes"]["me"]
     assert me["cpu_percent"] > 10 and me["threads"][0]["tid"] > 0
     assert 0 <= out["machine_busy_percent"] <= 100
+
+
+def test_docs_renderers_take_the_new_keys(results):
+    import sys
+    sys.path.insert(0, str(scenario.REPO / "benchmarks"))
+    import models_doc
+
+    res, _, _ = results
+    idle = models_doc.smart_home_idle(res)
+    assert "| idle (probe alone) | 0.50 | 0.50 |" in idle and "**4.00x**" in idle
+    assert "not met" in idle and "`ovs-vswitchd` 55" in idle
+    dec = models_doc.smart_home_decision(res)
+    assert "| **all** | 3 | 1 |" in dec and "| voip | 1 | 0 | 3,000 / 3,000 / 3,000 | 9 / 9 |" in dec
