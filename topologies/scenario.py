@@ -96,6 +96,9 @@ class RunResult:
     gateway_sessions: list[dict] = field(default_factory=list)
     flow_dump: list[str] = field(default_factory=list)
     load: dict = field(default_factory=dict)     # PhaseMeter.stop(): CPU and datapath counters
+    #: /egw/sessions right after the replay, once its sessions are decided (read later, the
+    #: idle and QoS phases outlast the shortest idle_timeout and expired sessions are gone)
+    replay_sessions: list[dict] = field(default_factory=list)
 
 
 # ---- policies ------------------------------------------------------------------
@@ -167,6 +170,18 @@ def _replay_plan(cfg: ScenarioConfig, bundle) -> tuple[list, str]:
             for cs in chosen.get(c, []):
                 plan.append((d.name, cs))
     return plan, source
+
+
+def _settled_sessions(gw: GatewayClient, timeout: float = 8.0) -> list[dict]:
+    """The gateway's sessions once none is still being mirrored or waiting for the model
+    (the mirror time cap is 3 s by default), or after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        sessions = gw.sessions()
+        if (all(g.get("classified_at") is not None for g in sessions)
+                or time.monotonic() > deadline):
+            return sessions
+        time.sleep(0.25)
 
 
 def _do_replay(net, cfg: ScenarioConfig, plan) -> list:
@@ -388,6 +403,7 @@ def _run_once(cfg: ScenarioConfig, name: str, policy_path: Path, replay_plan=Non
                 gw.wait_ready()
                 if replay_plan:
                     replayed = _do_replay(net, cfg, replay_plan)
+                    replay_sessions = _settled_sessions(gw)
                 pids = {"ovs-vswitchd": ovs.pids.get("ovs-vswitchd"),
                         "ryu-manager": ryu.proc.pid if ryu.proc else None}
                 if idle and cfg.idle_duration > 0:
@@ -401,7 +417,7 @@ def _run_once(cfg: ScenarioConfig, name: str, policy_path: Path, replay_plan=Non
                                  change_policy=change if change_policy_doc else None,
                                  meter=PhaseMeter(ovs, pids))
                 if replay_plan:
-                    res.gateway_sessions = gw.sessions()
+                    res.replay_sessions = replay_sessions
                 res.flow_dump = ovs.ofctl("egw1", "dump-flows").splitlines()
             finally:
                 net.stop()
@@ -451,7 +467,8 @@ def _probe_stats(run: RunResult) -> dict:
 
 def summarize(cfg, bundle, pol: RunResult, base: RunResult | None, replayed, source,
               idle: RunResult | None = None) -> dict:
-    table = classification_table(replayed, pol.gateway_sessions) if replayed else None
+    table = (classification_table(replayed, pol.replay_sessions or pol.gateway_sessions)
+             if replayed else None)
     out: dict = {
         "config": {k: str(v) for k, v in asdict(cfg).items()},
         "model": {"labels": bundle.labels, "threshold": bundle.threshold,
