@@ -485,7 +485,8 @@ def summarize(cfg, bundle, pol: RunResult, base: RunResult | None, replayed, sou
     roles = {BULK_PORT: "laptop bulk upload", CAMERA_PORT: "camera video",
              PROBE_PORT: "blood-pressure monitor probe"}
     out["live_flows"] = [
-        {"flow": roles[g["server_port"]], "proto": g["proto"],
+        {"flow": roles[g["server_port"]] + (" (idle phase)" if g["client_port"] == PROBE_IDLE_SPORT
+                                            else ""), "proto": g["proto"],
          "client": f"{g['client']}:{g['client_port']}", "class": g["class"],
          "confidence": g["confidence"], "policy_entry": g["policy_entry"], "dscp": g["dscp"],
          "rate_kbps": g["rate_kbps"], "devices": (g.get("enforcement") or ""),
