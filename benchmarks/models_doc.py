@@ -147,6 +147,47 @@ def smart_home_flows(res: dict) -> str:
     return "\n".join(out)
 
 
+def smart_home_idle(res: dict) -> str:
+    out = ["| phase | probe p50 ms | p95 ms | p99 ms | received/sent |", "|---|---:|---:|---:|---:|"]
+    for name, key in (("idle (probe alone)", "idle"), ("saturated, with the policy", "policy"),
+                      ("saturated, baseline (no QoS)", "baseline")):
+        r = res[key]
+        out.append(f"| {name} | {r['probe_p50_ms']:.2f} | {r['probe_p95_ms']:.2f} | "
+                   f"{r['probe_p99_ms']:.2f} | {r['probe_received']}/{r['probe_sent']} |")
+    ratio, goal = res["latency_p95_ratio_policy_over_idle"], res["latency_p95_goal_policy_over_idle"]
+    out += ["", f"Probe p95 with the policy under the saturated uplink / idle: **{ratio:.2f}x** "
+            f"(goal ≤ {goal:.0f}x: {'met' if ratio <= goal else 'not met'}); baseline / idle: "
+            f"{res['latency_p95_ratio_baseline_over_idle']:.1f}x."]
+    cpu = res.get("cpu") or {}
+    if cpu:
+        out += ["", "| phase | s | machine busy (2 cores = 100 %) | load 1m | ovs-vswitchd, % of a core "
+                "| its busiest threads | ryu-manager, % of a core |", "|---|---:|---:|---:|---:|---|---:|"]
+        for phase, c in cpu.items():
+            p = c["processes"]
+            top = ", ".join(f"`{t['thread']}` {t['cpu_percent']:.0f}"
+                            for t in p["ovs-vswitchd"]["threads"][:3] if t["cpu_percent"] >= 1)
+            out.append(f"| {phase} | {c['wall_s']:.0f} | {c['machine_busy_percent']:.0f} % | "
+                       f"{c['loadavg_1m']:.1f} | {p['ovs-vswitchd']['cpu_percent']:.0f} | {top} | "
+                       f"{p['ryu-manager']['cpu_percent']:.0f} |")
+    return "\n".join(out)
+
+
+def smart_home_decision(res: dict) -> str:
+    out = ["| replayed class | sessions | budget filled | first packet → decision, ms (median / p95 / max) "
+           "| packet-ins to it (median / max) |", "|---|---:|---:|---|---|"]
+    for r in res["time_to_decision"]["rows"]:
+        name = "**all**" if r["class"] == "all" else r["class"]
+        out.append(f"| {name} | {r['sessions']} | {r['filled']} | {r['median_ms']:,.0f} / "
+                   f"{r['p95_ms']:,.0f} / {r['max_ms']:,.0f} | {r['median_packets']:g} / "
+                   f"{r['max_packets']} |")
+    live = [f for f in res["live_flows"] if f.get("decision_ms") is not None]
+    if live:
+        out += ["", "Live flows, same run: " + "; ".join(
+            f"{f['flow']} ({f['proto']}) {f['decision_ms']:,.0f} ms, {f['mirrored_packets']} packet-ins"
+            for f in live) + "."]
+    return "\n".join(out)
+
+
 def audit_table(res: dict) -> str:
     p, imp = res["probe"], res["importance"]
     out = ["| field | macro-F1 drop when shuffled | samples with it |", "|---|---:|---:|"]
@@ -163,7 +204,9 @@ def audit_table(res: dict) -> str:
 RENDERERS = {"default-audit": ("default_audit", audit_table),
              "smart-home-confusion": ("smart_home", smart_home_confusion),
              "smart-home-priority": ("smart_home", smart_home_priority),
-             "smart-home-flows": ("smart_home", smart_home_flows),"tinykp-selection": ("tinykp_selection", selection_table),"families": ("families", families_table),
+             "smart-home-flows": ("smart_home", smart_home_flows),
+             "smart-home-idle": ("smart_home", smart_home_idle),
+             "smart-home-decision": ("smart_home", smart_home_decision),"tinykp-selection": ("tinykp_selection", selection_table),"families": ("families", families_table),
              "label-efficiency": ("label_efficiency", label_table),
              "min-confidence": ("min_confidence", min_confidence_table)}
 

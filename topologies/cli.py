@@ -26,6 +26,9 @@ def register(sub) -> None:
                    help="real sessions replayed per class (default 8)")
     p.add_argument("--no-baseline", action="store_true",
                    help="skip the run without policy (no latency ratio)")
+    p.add_argument("--idle-duration", type=float, default=10.0,
+                   help="seconds of the probe alone before the QoS phase, the reference for "
+                   "its latency (default 10; 0 skips it)")
     p.add_argument("--data", type=Path, help="folder with iscx-apps/ (default ../shared/data)")
     p.add_argument("--report", type=Path, help="report directory (default reports/<topo>)")
     p.set_defaults(func=_emulate)
@@ -46,7 +49,8 @@ def _emulate(args) -> int:
 
     cfg = ScenarioConfig(policy=args.policy, model=args.model, duration=args.duration,
                          uplink_mbit=args.uplink_mbit, replay_per_class=args.replay_per_class,
-                         baseline=not args.no_baseline, data_dir=args.data, report_dir=report)
+                         baseline=not args.no_baseline, data_dir=args.data, report_dir=report,
+                         idle_duration=args.idle_duration)
     res = run_scenario(cfg)
     print_summary(res)
     print(f"report: {report / 'report.md'}")
@@ -67,6 +71,16 @@ def print_summary(res: dict) -> None:
               f"{enf['camera_meter_kbps_before']} kbit/s, then "
               f"{enf['camera_mbps_after_change']} Mbit/s at {enf['camera_meter_kbps_after']} "
               "kbit/s after the live policy change")
+    ttd = [r for r in (res.get("time_to_decision") or {}).get("rows", []) if r["class"] == "all"]
+    if ttd:
+        r = ttd[0]
+        print(f"time to decision: median {r['median_ms']} ms, {r['median_packets']} packets "
+              f"({r['filled']}/{r['sessions']} replayed sessions filled the model's budget; "
+              "per class in the report)")
+    if "idle" in res:
+        r = res["idle"]
+        print(f"{'idle':8s}: probe p50 {r['probe_p50_ms']} ms, p95 {r['probe_p95_ms']} ms "
+              "(probe alone)")
     for name in ("policy", "baseline"):
         if name in res:
             r = res[name]
@@ -75,3 +89,14 @@ def print_summary(res: dict) -> None:
     if res.get("latency_p95_ratio_baseline_over_policy"):
         print(f"p95 latency ratio (no policy / policy): "
               f"{res['latency_p95_ratio_baseline_over_policy']}x")
+    if res.get("latency_p95_ratio_policy_over_idle"):
+        print(f"p95 latency ratio (policy, saturated / idle): "
+              f"{res['latency_p95_ratio_policy_over_idle']}x "
+              f"(goal <= {res.get('latency_p95_goal_policy_over_idle', 2.0)}x)")
+    ovs = ((res.get("cpu") or {}).get("policy") or {}).get("processes", {}).get("ovs-vswitchd")
+    if ovs and ovs.get("threads"):
+        c = res["cpu"]["policy"]
+        print(f"cpu (saturated policy phase): ovs-vswitchd {ovs['cpu_percent']}% of a core "
+              f"(busiest thread {ovs['threads'][0]['thread']} "
+              f"{ovs['threads'][0]['cpu_percent']}%), machine {c['machine_busy_percent']}% "
+              f"of {c['cores']} cores busy")

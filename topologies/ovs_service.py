@@ -120,6 +120,15 @@ class OvsService:
             raise OvsError(f"{' '.join(cmd)} failed: {res.stderr.strip()}")
         return res.stdout
 
+    def appctl(self, *args: str, target: str = "ovs-vswitchd", timeout: float = 10.0) -> str:
+        """``ovs-appctl -t <this instance's control socket> ...``; "" when it fails."""
+        cmd = ["ovs-appctl", "-t", str(self.rundir / f"{target}.ctl"), *args]
+        try:
+            res = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            return ""
+        return res.stdout if res.returncode == 0 else ""
+
     # -- lifecycle -------------------------------------------------------
     def start(self, timeout: float = 15.0) -> "OvsService":
         for tool in ("ovsdb-server", "ovs-vswitchd", "ovsdb-tool", "ovs-vsctl"):

@@ -5,7 +5,7 @@ import math
 from pathlib import Path
 
 
-def _plots(report_dir: Path, results: dict, pol, base) -> dict[str, str]:
+def _plots(report_dir: Path, results: dict, pol, base, idle=None) -> dict[str, str]:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -31,7 +31,7 @@ def _plots(report_dir: Path, results: dict, pol, base) -> dict[str, str]:
     files["throughput"] = "throughput.png"
 
     fig, ax = plt.subplots(figsize=(6, 4))
-    for run in runs:
+    for run in ([idle] if idle is not None and "idle" in results else []) + runs:
         xs = sorted(r for t, r in zip(run.probe_t, run.probe_rtt_ms) if t > 3.0)
         if xs:
             ax.plot(xs, [(i + 1) / len(xs) for i in range(len(xs))],
@@ -39,7 +39,7 @@ def _plots(report_dir: Path, results: dict, pol, base) -> dict[str, str]:
     ax.set_xscale("log")
     ax.set_xlabel("probe RTT (ms, log)")
     ax.set_ylabel("CDF")
-    ax.set_title("Blood-pressure monitor probe under a saturated uplink")
+    ax.set_title("Blood-pressure monitor probe: idle, and under a saturated uplink")
     ax.grid(alpha=0.3, which="both")
     ax.legend()
     fig.tight_layout()
@@ -70,8 +70,55 @@ def _plots(report_dir: Path, results: dict, pol, base) -> dict[str, str]:
     return files
 
 
-def write_report(report_dir: Path, results: dict, pol, base) -> Path:
-    files = _plots(report_dir, results, pol, base)
+def time_to_decision_lines(results: dict) -> list[str]:
+    ttd = results.get("time_to_decision")
+    if not ttd or not ttd.get("rows"):
+        return []
+    L = ["## Time to decision per class", "",
+         "Replayed sessions, from the first packet the gateway saw to its decision "
+         "(REST `classified_at - first_seen`) and the packet-ins it mirrored until then. "
+         "*Filled*: sessions whose model budget filled; the others were decided at the mirror "
+         "cap with what they had.", "",
+         "| class | sessions | filled | ms median | ms p95 | ms max | packets median | packets max |",
+         "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in ttd["rows"]:
+        L.append(f"| {r['class']} | {r['sessions']} | {r['filled']} | {r['median_ms']} | "
+                 f"{r['p95_ms']} | {r['max_ms']} | {r['median_packets']} | {r['max_packets']} |")
+    live = [f for f in results.get("live_flows") or [] if f.get("decision_ms") is not None]
+    if live:
+        L += ["", "Live flows: " + "; ".join(
+            f"{f['flow']} ({f['proto']}) {f['decision_ms']} ms, {f['mirrored_packets']} packets"
+            for f in sorted(live, key=lambda f: (f["flow"], f["client"]))) + "."]
+    return L + [""]
+
+
+def cpu_lines(results: dict) -> list[str]:
+    cpu = results.get("cpu")
+    if not cpu:
+        return []
+    L = ["## CPU during the phases", "",
+         "Per thread, from `/proc/PID/task/*/stat` (100 % = one core busy); machine: all "
+         f"{next(iter(cpu.values())).get('cores')} cores together.", "",
+         "| phase | s | machine busy % | load 1m | ovs-vswitchd % | its busiest threads | "
+         "ryu-manager % |", "|---|---:|---:|---:|---:|---|---:|"]
+    for phase, c in cpu.items():
+        procs = c.get("processes", {})
+        ovs = procs.get("ovs-vswitchd", {})
+        ryu = procs.get("ryu-manager", {})
+        top = ", ".join(f"{t['thread']} {t['cpu_percent']}" for t in ovs.get("threads", [])[:3]
+                        if t["cpu_percent"] > 0)
+        L.append(f"| {phase} | {c['wall_s']} | {c['machine_busy_percent']} | {c['loadavg_1m']} "
+                 f"| {ovs.get('cpu_percent', '')} | {top} | {ryu.get('cpu_percent', '')} |")
+    dp = (results.get("datapath") or {}).get("policy") or {}
+    if dp.get("pmd_stats_show"):
+        L += ["", "Userspace datapath during the saturated policy phase "
+              "(`ovs-appctl dpif-netdev/pmd-stats-show`):", "", "```",
+              *dp["pmd_stats_show"], "```"]
+    return L + [""]
+
+
+def write_report(report_dir: Path, results: dict, pol, base, idle=None) -> Path:
+    files = _plots(report_dir, results, pol, base, idle)
     L = ["# Smart-home emulation report", ""]
     cfg = results["config"]
     L += [f"Uplink {cfg['uplink_mbit']} Mbit/s, QoS phase {cfg['duration']} s per run, "
@@ -115,16 +162,23 @@ def write_report(report_dir: Path, results: dict, pol, base) -> Path:
     L += ["", "## Priority under a saturated uplink", "",
           "| run | probe p50 ms | p95 ms | p99 ms | received/sent | bulk Mbit/s | bulk share |",
           "|---|---:|---:|---:|---:|---:|---:|"]
-    for name in ("policy", "baseline"):
+    for name in ("idle", "policy", "baseline"):
         r = results.get(name)
         if r:
             L.append(f"| {name} | {r['probe_p50_ms']} | {r['probe_p95_ms']} | {r['probe_p99_ms']} "
-                     f"| {r['probe_received']}/{r['probe_sent']} | {r['bulk_mbps']} "
-                     f"| {r['bulk_share']} |")
+                     f"| {r['probe_received']}/{r['probe_sent']} | {r.get('bulk_mbps', '')} "
+                     f"| {r.get('bulk_share', '')} |")
     if results.get("latency_p95_ratio_baseline_over_policy"):
         L += ["", f"p95 latency without the policy is "
               f"{results['latency_p95_ratio_baseline_over_policy']}x that with it."]
+    if results.get("latency_p95_ratio_policy_over_idle"):
+        ratio, goal = (results["latency_p95_ratio_policy_over_idle"],
+                       results.get("latency_p95_goal_policy_over_idle", 2.0))
+        L += ["", f"p95 latency with the policy under the saturated uplink is {ratio}x that of "
+              f"the probe alone (idle, same gateway); goal <= {goal}x: "
+              f"{'met' if ratio <= goal else 'not met'}."]
     L += ["", f"![latency]({files['latency']})", "", f"![throughput]({files['throughput']})", ""]
+    L += time_to_decision_lines(results) + cpu_lines(results)
     path = report_dir / "report.md"
     path.write_text("\n".join(L))
     return path

@@ -18,6 +18,15 @@ and the :class:`~topologies.smart_home.SmartHomeTopo` network:
    The baseline run repeats the QoS phase with a flat policy (no marking, no
    meters, one WAN class at the same uplink rate): same bottleneck, no QoS.
 
+Between the replay and the QoS phase of the policy run, an **idle** phase sends
+the probe alone through the same gateway: the physical reference for its latency
+(``latency_p95_ratio_policy_over_idle``). During the idle and QoS phases the CPU of
+``ovs-vswitchd``'s and ``ryu-manager``'s threads and the machine's is sampled from
+``/proc`` and the userspace datapath's own counters are read
+(``ovs-appctl dpif-netdev/pmd-stats-show``, ``pmd-perf-show``). The replayed
+sessions' REST records (``first_seen``, ``classified_at``, ``mirrored_packets``)
+give the time to decision per class.
+
 Everything started here is stopped here, by PID or by the network's own
 ``net.stop()``.
 """
@@ -26,6 +35,7 @@ from __future__ import annotations
 import copy
 import json
 import logging
+import math
 import subprocess
 import time
 from dataclasses import asdict, dataclass, field
@@ -35,6 +45,7 @@ import yaml
 
 from topologies import smart_home as sh
 from topologies.controller import RyuProcess
+from topologies.cpu import CpuSampler
 from topologies.gateway_client import GatewayClient
 from topologies.mininet_net import build_net, mininet_lock, wait_connected
 from topologies.ovs_service import OvsService
@@ -49,6 +60,8 @@ API_TOKEN = "egw-emulation-token"
 
 BULK_PORT, CAMERA_PORT, PROBE_PORT = 5201, 5202, 9000
 PROBE_SPORT = 40400
+PROBE_IDLE_SPORT = 40401     # the idle phase's probe: its own session (the QoS phase's is new)
+STEADY_AFTER_S = 3.0         # probe samples before this are its session being classified
 
 
 @dataclass
@@ -65,6 +78,7 @@ class ScenarioConfig:
     replay_gap: float = 0.05
     data_dir: Path | None = None         # ../shared/data
     baseline: bool = True
+    idle_duration: float = 10.0          # seconds of the probe alone (0: no idle phase)
     report_dir: Path = Path("reports/smart_home")
 
 
@@ -81,6 +95,10 @@ class RunResult:
     reload: dict = field(default_factory=dict)
     gateway_sessions: list[dict] = field(default_factory=list)
     flow_dump: list[str] = field(default_factory=list)
+    load: dict = field(default_factory=dict)     # PhaseMeter.stop(): CPU and datapath counters
+    #: /egw/sessions right after the replay, once its sessions are decided (read later, the
+    #: idle and QoS phases outlast the shortest idle_timeout and expired sessions are gone)
+    replay_sessions: list[dict] = field(default_factory=list)
 
 
 # ---- policies ------------------------------------------------------------------
@@ -154,6 +172,18 @@ def _replay_plan(cfg: ScenarioConfig, bundle) -> tuple[list, str]:
     return plan, source
 
 
+def _settled_sessions(gw: GatewayClient, timeout: float = 8.0) -> list[dict]:
+    """The gateway's sessions once none is still being mirrored or waiting for the model
+    (the mirror time cap is 3 s by default), or after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        sessions = gw.sessions()
+        if (all(g.get("classified_at") is not None for g in sessions)
+                or time.monotonic() > deadline):
+            return sessions
+        time.sleep(0.25)
+
+
 def _do_replay(net, cfg: ScenarioConfig, plan) -> list:
     from topologies.replay import Replayer, rewrite
 
@@ -185,6 +215,9 @@ def classification_table(sessions, gw_sessions: list[dict]) -> dict:
             "confidence": g.get("confidence"),
             "action": g.get("action"),
             "classified_at": g.get("classified_at"),
+            "first_seen": g.get("first_seen"),
+            "mirrored_packets": g.get("mirrored_packets"),
+            "reason": g.get("reason"),
             "sent": list(s.sent), "received": list(s.received),
             "arrived_after_decision": _after(s, g.get("classified_at")),
         })
@@ -197,6 +230,35 @@ def classification_table(sessions, gw_sessions: list[dict]) -> dict:
             "total": len(rows)}
 
 
+def time_to_decision(table: dict) -> dict:
+    """Per replayed (true) class: first packet seen by the gateway -> its decision
+    (REST ``classified_at - first_seen``, the gateway's monotonic clock) and the
+    packet-ins it mirrored until then; ``filled``: sessions whose model budget filled
+    (the others were decided at the mirror cap, time or packets, with what they had)."""
+    groups: dict[str, list[dict]] = {}
+    for r in table["rows"]:
+        if r.get("classified_at") is None or r.get("first_seen") is None:
+            continue
+        groups.setdefault(r["true"], []).append(r)
+    rows = []
+    every = [r for c in sorted(groups) for r in groups[c]]
+    for cls, rs in [*((c, groups[c]) for c in sorted(groups)), ("all", every)]:
+        if not rs:
+            continue
+        ms = [1000 * (float(r["classified_at"]) - float(r["first_seen"])) for r in rs]
+        pk = [r["mirrored_packets"] for r in rs if r.get("mirrored_packets") is not None]
+        rows.append({"class": cls, "sessions": len(rs),
+                     "filled": sum(r.get("reason") == "model" for r in rs),
+                     "median_ms": round(percentile(ms, 50), 1),
+                     "p95_ms": round(percentile(ms, 95), 1),
+                     "max_ms": round(max(ms), 1),
+                     "median_packets": percentile(pk, 50) if pk else None,
+                     "max_packets": max(pk) if pk else None})
+    return {"rows": rows,
+            "how": "REST /egw/sessions of the replayed sessions: classified_at - first_seen "
+                   "(ms, the gateway's clock) and mirrored_packets (packet-ins to the decision)"}
+
+
 def _after(s, classified_at) -> int | None:
     """Packets of the session that arrived later than 50 ms after the decision (rules
     need a moment to reach the datapath: duplicate packet-ins are expected). Both
@@ -206,9 +268,61 @@ def _after(s, classified_at) -> int | None:
     return sum(1 for t in s.arrived_at.values() if t > float(classified_at) + 0.05)
 
 
+# ---- what the machine spends ------------------------------------------------------
+class PhaseMeter:
+    """CPU per thread of the gateway's processes and the userspace datapath's counters
+    over one phase: ``start()``, then ``stop()`` -> a plain dict."""
+
+    def __init__(self, ovs: OvsService | None, pids: dict[str, int]):
+        self.ovs = ovs
+        self.sampler = CpuSampler(pids)
+
+    def start(self) -> None:
+        if self.ovs is not None:
+            self.ovs.appctl("dpif-netdev/pmd-stats-clear")
+        self.sampler.start()
+
+    def stop(self) -> dict:
+        out = {"cpu": self.sampler.stop()}
+        if self.ovs is not None:
+            for key, cmd in (("pmd_stats_show", "dpif-netdev/pmd-stats-show"),
+                             ("pmd_perf_show", "dpif-netdev/pmd-perf-show")):
+                text = self.ovs.appctl(cmd)
+                out[key] = [ln.rstrip() for ln in text.splitlines() if ln.strip()][:40]
+        return out
+
+
+def _probe_result(res: "RunResult", out: str) -> None:
+    try:
+        doc = json.loads(out[out.index("{"):])
+        res.probe_rtt_ms, res.probe_t, res.probe_sent = doc["rtt_ms"], doc["t"], doc["sent"]
+    except ValueError:
+        log.error("probe failed: %s", out[-300:])
+
+
+def _idle_phase(net, cfg: ScenarioConfig, meter: PhaseMeter | None = None) -> RunResult:
+    """The probe alone through the same gateway (its own session): the reference."""
+    res = RunResult("idle")
+    inet, bpm = net.get("inet"), net.get("bpm")
+    d = cfg.idle_duration
+    server = probe_server(inet, PROBE_PORT, d + 30)
+    try:
+        if meter:
+            meter.start()
+        probe = probe_client(bpm, sh.INET_IPS["cloud"], PROBE_PORT, d, rate=cfg.probe_rate,
+                             sport=PROBE_IDLE_SPORT)
+        _, out = probe.wait(timeout=d + 30)
+        if meter:
+            res.load = meter.stop()
+        _probe_result(res, out)
+    finally:
+        server.stop()
+    return res
+
+
 # ---- QoS phase --------------------------------------------------------------------
 def _qos_phase(net, cfg: ScenarioConfig, name: str, gw: GatewayClient,
-               change_policy=None) -> RunResult:
+               change_policy=None, meter: PhaseMeter | None = None) -> RunResult:
     res = RunResult(name)
     inet = net.get("inet")
     bpm, camera, laptop = net.get("bpm", "camera", "laptop")
@@ -223,6 +337,8 @@ def _qos_phase(net, cfg: ScenarioConfig, name: str, gw: GatewayClient,
         time.sleep(1.0)  # the probe and camera sessions get classified before the bulk starts
         bulk_offset = time.monotonic() - t_cam
         bulk = iperf3_client(laptop, cloud, BULK_PORT, d - 2, streams=cfg.bulk_streams)
+        if meter:   # from here until both iperf3 flows end: the saturated uplink
+            meter.start()
         if change_policy is not None:
             time.sleep(max(0.0, d / 2 - bulk_offset))
             res.policy_change_at = round(time.monotonic() - t_cam, 2)
@@ -244,12 +360,10 @@ def _qos_phase(net, cfg: ScenarioConfig, name: str, gw: GatewayClient,
             if flow.error and crc != 0:
                 flow.error = f"client: {cout.strip()[-200:]}; server: {flow.error}"
             res.flows.append(flow)
+        if meter:
+            res.load = meter.stop()
         rc, out = probe.wait(timeout=d + 30)
-        try:
-            doc = json.loads(out[out.index("{"):])
-            res.probe_rtt_ms, res.probe_t, res.probe_sent = doc["rtt_ms"], doc["t"], doc["sent"]
-        except ValueError:
-            log.error("probe failed: %s", out[-300:])
+        _probe_result(res, out)
         try:
             res.gateway_sessions = gw.sessions()
         except OSError as exc:
@@ -269,11 +383,13 @@ def _qos_phase(net, cfg: ScenarioConfig, name: str, gw: GatewayClient,
 
 # ---- one run -------------------------------------------------------------------------
 def _run_once(cfg: ScenarioConfig, name: str, policy_path: Path, replay_plan=None,
-              change_policy_doc: dict | None = None) -> tuple[RunResult, list]:
+              change_policy_doc: dict | None = None, idle: bool = False
+              ) -> tuple[RunResult, list, RunResult | None]:
     extra = ["--egw-policy", str(policy_path), "--egw-wan-port", "egw1-eth1"]
     if cfg.model:
         extra += ["--egw-model", str(cfg.model)]
     replayed: list = []
+    idle_res = None
     with OvsService() as ovs:
         ovs.activate()
         with RyuProcess(extra_args=extra, log_path=cfg.report_dir / f"ryu-{name}.log",
@@ -287,19 +403,25 @@ def _run_once(cfg: ScenarioConfig, name: str, policy_path: Path, replay_plan=Non
                 gw.wait_ready()
                 if replay_plan:
                     replayed = _do_replay(net, cfg, replay_plan)
+                    replay_sessions = _settled_sessions(gw)
+                pids = {"ovs-vswitchd": ovs.pids.get("ovs-vswitchd"),
+                        "ryu-manager": ryu.proc.pid if ryu.proc else None}
+                if idle and cfg.idle_duration > 0:
+                    idle_res = _idle_phase(net, cfg, PhaseMeter(ovs, pids))
 
                 def change():
                     policy_path.write_text(yaml.safe_dump(change_policy_doc, sort_keys=False))
                     return gw.reload_policy()
 
                 res = _qos_phase(net, cfg, name, gw,
-                                 change_policy=change if change_policy_doc else None)
+                                 change_policy=change if change_policy_doc else None,
+                                 meter=PhaseMeter(ovs, pids))
                 if replay_plan:
-                    res.gateway_sessions = gw.sessions()
+                    res.replay_sessions = replay_sessions
                 res.flow_dump = ovs.ofctl("egw1", "dump-flows").splitlines()
             finally:
                 net.stop()
-    return res, replayed
+    return res, replayed, idle_res
 
 
 def run_scenario(cfg: ScenarioConfig) -> dict:
@@ -321,20 +443,32 @@ def run_scenario(cfg: ScenarioConfig) -> dict:
 
     t_start = time.time()
     with mininet_lock():
-        with_policy, replayed = _run_once(cfg, "policy", policy_path, plan, changed)
+        with_policy, replayed, idle = _run_once(cfg, "policy", policy_path, plan, changed,
+                                                idle=True)
         baseline = None
         if cfg.baseline:
             base_path = _write_policy(baseline_policy(pol), cfg.report_dir / "baseline.yaml")
-            baseline, _ = _run_once(cfg, "baseline", base_path)
-    results = summarize(cfg, bundle, with_policy, baseline, replayed, source)
+            baseline, _, _ = _run_once(cfg, "baseline", base_path)
+    results = summarize(cfg, bundle, with_policy, baseline, replayed, source, idle=idle)
     results["wall_s"] = round(time.time() - t_start, 1)
     (cfg.report_dir / "results.json").write_text(json.dumps(results, indent=2, default=str))
-    write_report(cfg.report_dir, results, with_policy, baseline)
+    write_report(cfg.report_dir, results, with_policy, baseline, idle=idle)
     return results
 
 
-def summarize(cfg, bundle, pol: RunResult, base: RunResult | None, replayed, source) -> dict:
-    table = classification_table(replayed, pol.gateway_sessions) if replayed else None
+def _probe_stats(run: RunResult) -> dict:
+    # Steady state: skip the probe's first seconds (its session is being classified).
+    steady = [r for t, r in zip(run.probe_t, run.probe_rtt_ms) if t > STEADY_AFTER_S]
+    return {"probe_sent": run.probe_sent, "probe_received": len(run.probe_rtt_ms),
+            "probe_p50_ms": round(percentile(steady, 50), 3),
+            "probe_p95_ms": round(percentile(steady, 95), 3),
+            "probe_p99_ms": round(percentile(steady, 99), 3)}
+
+
+def summarize(cfg, bundle, pol: RunResult, base: RunResult | None, replayed, source,
+              idle: RunResult | None = None) -> dict:
+    table = (classification_table(replayed, pol.replay_sessions or pol.gateway_sessions)
+             if replayed else None)
     out: dict = {
         "config": {k: str(v) for k, v in asdict(cfg).items()},
         "model": {"labels": bundle.labels, "threshold": bundle.threshold,
@@ -342,6 +476,7 @@ def summarize(cfg, bundle, pol: RunResult, base: RunResult | None, replayed, sou
         "replay": {"source": source, "classification": table},
     }
     if table:
+        out["time_to_decision"] = time_to_decision(table)
         dropped = [r for r in table["rows"] if r["action"] == "drop"]
         out["enforcement"] = {
             "dropped_sessions": len(dropped),
@@ -350,10 +485,15 @@ def summarize(cfg, bundle, pol: RunResult, base: RunResult | None, replayed, sou
     roles = {BULK_PORT: "laptop bulk upload", CAMERA_PORT: "camera video",
              PROBE_PORT: "blood-pressure monitor probe"}
     out["live_flows"] = [
-        {"flow": roles[g["server_port"]], "proto": g["proto"],
+        {"flow": roles[g["server_port"]] + (" (idle phase)" if g["client_port"] == PROBE_IDLE_SPORT
+                                            else ""), "proto": g["proto"],
          "client": f"{g['client']}:{g['client_port']}", "class": g["class"],
          "confidence": g["confidence"], "policy_entry": g["policy_entry"], "dscp": g["dscp"],
-         "rate_kbps": g["rate_kbps"], "devices": (g.get("enforcement") or "")}
+         "rate_kbps": g["rate_kbps"], "devices": (g.get("enforcement") or ""),
+         "decision_ms": (round(1000 * (g["classified_at"] - g["first_seen"]), 1)
+                         if g.get("classified_at") is not None and g.get("first_seen") is not None
+                         else None),
+         "mirrored_packets": g.get("mirrored_packets")}
         for g in pol.gateway_sessions if g.get("server_port") in roles]
     cam = pol.flows[0] if pol.flows else None
     out.setdefault("enforcement", {})
@@ -372,13 +512,8 @@ def summarize(cfg, bundle, pol: RunResult, base: RunResult | None, replayed, sou
         if run is None:
             continue
         bulk = run.flows[1] if len(run.flows) > 1 else None
-        # Steady state: skip the probe's first second (its session is being classified).
-        steady = [r for t, r in zip(run.probe_t, run.probe_rtt_ms) if t > 3.0]
         out[run.name] = {
-            "probe_sent": run.probe_sent, "probe_received": len(run.probe_rtt_ms),
-            "probe_p50_ms": round(percentile(steady, 50), 3),
-            "probe_p95_ms": round(percentile(steady, 95), 3),
-            "probe_p99_ms": round(percentile(steady, 99), 3),
+            **_probe_stats(run),
             "bulk_mbps": round(bulk.mbps, 2) if bulk else None,
             "bulk_share": round(bulk.mbps / cfg.uplink_mbit, 3) if bulk else None,
             "camera_mbps": round(run.flows[0].mbps, 2) if run.flows else None,
@@ -386,4 +521,20 @@ def summarize(cfg, bundle, pol: RunResult, base: RunResult | None, replayed, sou
     if base is not None:
         p, b = out["policy"]["probe_p95_ms"], out["baseline"]["probe_p95_ms"]
         out["latency_p95_ratio_baseline_over_policy"] = round(b / p, 1) if p else None
+    if idle is not None:
+        out["idle"] = {**_probe_stats(idle), "duration_s": cfg.idle_duration,
+                       "probe_sport": PROBE_IDLE_SPORT}
+        i = out["idle"]["probe_p95_ms"]
+        ok = i and not math.isnan(i)
+        out["latency_p95_ratio_policy_over_idle"] = (
+            round(out["policy"]["probe_p95_ms"] / i, 2) if ok else None)
+        out["latency_p95_goal_policy_over_idle"] = 2.0
+        if base is not None:
+            out["latency_p95_ratio_baseline_over_idle"] = (
+                round(out["baseline"]["probe_p95_ms"] / i, 1) if ok else None)
+    loads = {r.name: r.load for r in (idle, pol, base) if r is not None and r.load}
+    if loads:
+        out["cpu"] = {n: ld["cpu"] for n, ld in loads.items()}
+        out["datapath"] = {n: {k: v for k, v in ld.items() if k != "cpu"}
+                           for n, ld in loads.items()}
     return out

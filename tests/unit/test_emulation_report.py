@@ -1,0 +1,145 @@
+"""The emulation's summary and report from fake phase results: no switch, no Mininet.
+
+Checks the figures issue 15 added (idle reference and its ratio, time to decision per
+class, CPU per thread) are computed and rendered."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from topologies import cli, scenario
+from topologies.cpu import CpuSampler
+from topologies.report import write_report
+from topologies.traffic import FlowResult
+
+
+class _Bundle:
+    labels = ["chat", "voip"]
+    threshold = 0.3
+    card = {"model": "fake"}
+
+
+def _run(name, rtt, cam=(), bulk=None):
+    r = scenario.RunResult(name)
+    r.probe_t = [0.05 * i for i in range(len(rtt))]
+    r.probe_rtt_ms, r.probe_sent = list(rtt), len(rtt)
+    if bulk is not None:
+        r.flows = [FlowResult("camera", "camera", "udp", intervals=list(cam), mbps=4.0),
+                   FlowResult("bulk", "laptop", "tcp", intervals=[(1.0, bulk)], mbps=bulk)]
+    r.load = {"cpu": {"wall_s": 10.0, "cores": 2, "machine_busy_percent": 90.0,
+                      "loadavg_1m": 4.0,
+                      "processes": {"ovs-vswitchd": {"cpu_percent": 60.0, "threads": [
+                          {"thread": "ovs-vswitchd", "tid": 1, "cpu_percent": 55.0},
+                          {"thread": "urcu3", "tid": 2, "cpu_percent": 5.0}]},
+                          "ryu-manager": {"cpu_percent": 8.0, "threads": []}}},
+              "pmd_stats_show": ["main thread:", "  packets received: 1000"],
+              "pmd_perf_show": []}
+    return r
+
+
+class _Replayed:
+    def __init__(self, i, label, device="laptop"):
+        self.device, self.label, self.source = device, label, "x.pcap"
+        self.client_port = 20000 + i
+        self.sent, self.received = [3, 2], [3, 2]
+        self.arrived_at = {0: 1.0}
+
+
+def _gw(i, label, first, decided, mirrored, reason):
+    from topologies import smart_home as sh
+    return {"client": sh.device("laptop").ip, "client_port": 20000 + i, "class": label,
+            "confidence": 0.9, "action": "allow", "first_seen": first,
+            "classified_at": decided, "mirrored_packets": mirrored, "reason": reason}
+
+
+@pytest.fixture
+def results(tmp_path):
+    cfg = scenario.ScenarioConfig(report_dir=tmp_path, idle_duration=10.0)
+    pol = _run("policy", [1.0] * 60 + [2.0] * 40, cam=[(2.0, 4.0)], bulk=16.0)
+    base = _run("baseline", [50.0] * 100, cam=[(2.0, 4.0)], bulk=11.0)
+    idle = _run("idle", [0.5] * 100)
+    replayed = [_Replayed(0, "chat"), _Replayed(1, "chat"), _Replayed(2, "voip")]
+    pol.gateway_sessions = [_gw(0, "chat", 100.0, 100.09, 10, "model"),
+                            _gw(1, "chat", 200.0, 203.1, 6, "cap"),
+                            _gw(2, "voip", 300.0, 303.0, 9, "cap")]
+    res = scenario.summarize(cfg, _Bundle(), pol, base, replayed, "fake", idle=idle)
+    res["wall_s"] = 1.0
+    return res, (pol, base, idle), tmp_path
+
+
+def test_idle_reference_and_ratio(results):
+    res, _, _ = results
+    assert res["idle"]["probe_p95_ms"] == pytest.approx(0.5)
+    assert res["policy"]["probe_p95_ms"] == pytest.approx(2.0)
+    assert res["latency_p95_ratio_policy_over_idle"] == pytest.approx(4.0)
+    assert res["latency_p95_ratio_baseline_over_idle"] == pytest.approx(100.0)
+    assert res["latency_p95_goal_policy_over_idle"] == 2.0
+    # the existing keys stay
+    assert res["latency_p95_ratio_baseline_over_policy"] == pytest.approx(25.0)
+
+
+def test_time_to_decision_per_replayed_class(results):
+    res, _, _ = results
+    rows = {r["class"]: r for r in res["time_to_decision"]["rows"]}
+    assert set(rows) == {"chat", "voip", "all"}
+    assert rows["chat"]["sessions"] == 2 and rows["chat"]["filled"] == 1
+    assert rows["chat"]["median_ms"] == pytest.approx((90 + 3100) / 2, abs=0.2)
+    assert rows["chat"]["median_packets"] == 8
+    assert rows["voip"]["median_ms"] == pytest.approx(3000, abs=0.2)
+    assert rows["all"]["sessions"] == 3 and rows["all"]["max_packets"] == 10
+
+
+def test_cpu_and_datapath_per_phase(results):
+    res, _, _ = results
+    assert set(res["cpu"]) == {"idle", "policy", "baseline"}
+    assert res["cpu"]["policy"]["processes"]["ovs-vswitchd"]["cpu_percent"] == 60.0
+    assert res["datapath"]["policy"]["pmd_stats_show"][0] == "main thread:"
+    json.dumps(res)   # plain JSON
+
+
+def test_report_renders_the_new_figures(results):
+    res, (pol, base, idle), report = results
+    text = write_report(report, res, pol, base, idle=idle).read_text()
+    assert "| idle | 0.5 |" in text
+    assert "4.0x that of the probe alone" in text and "not met" in text
+    assert "## Time to decision per class" in text
+    assert "| voip | 1 | 0 | 3000.0 |" in text
+    assert "## CPU during the phases" in text and "ovs-vswitchd 55.0" in text
+    assert (report / "latency_cdf.png").stat().st_size > 0
+
+
+def test_cli_summary_prints_the_idle_ratio(results, capsys):
+    res, _, _ = results
+    cli.print_summary(res)
+    out = capsys.readouterr().out
+    assert "idle    : probe p50 0.5 ms, p95 0.5 ms" in out
+    assert "p95 latency ratio (policy, saturated / idle): 4.0x (goal <= 2.0x)" in out
+    assert "time to decision: median 3000.0 ms" in out
+    assert "ovs-vswitchd 60.0%" in out
+
+
+def test_cpu_sampler_sees_its_own_busy_thread():
+    import os
+    import time
+    s = CpuSampler({"me": os.getpid()}).start()
+    t = time.monotonic()
+    while time.monotonic() - t < 0.3:
+        pass
+    out = s.stop()
+    me = out["processes"]["me"]
+    assert me["cpu_percent"] > 10 and me["threads"][0]["tid"] > 0
+    assert 0 <= out["machine_busy_percent"] <= 100
+
+
+def test_docs_renderers_take_the_new_keys(results):
+    import sys
+    sys.path.insert(0, str(scenario.REPO / "benchmarks"))
+    import models_doc
+
+    res, _, _ = results
+    idle = models_doc.smart_home_idle(res)
+    assert "| idle (probe alone) | 0.50 | 0.50 |" in idle and "**4.00x**" in idle
+    assert "not met" in idle and "`ovs-vswitchd` 55" in idle
+    dec = models_doc.smart_home_decision(res)
+    assert "| **all** | 3 | 1 |" in dec and "| voip | 1 | 0 | 3,000 / 3,000 / 3,000 | 9 / 9 |" in dec
