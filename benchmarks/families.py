@@ -128,20 +128,10 @@ def row_from_card(name: str, card: dict, budget: str, wall: float | None) -> dic
 
 def _same_command(card_cmd: str, argv: list[str]) -> bool:
     """Is ``card_cmd`` the ``egw train`` command ``argv``, up to its --out?"""
-    got = shlex.split(card_cmd or "")[1:]
+    from classifier.recipe import set_option
 
-    def strip(a):
-        out, skip = [], False
-        for x in a:
-            if skip:
-                skip = False
-                continue
-            if x == "--out":
-                skip = True
-                continue
-            out.append(x)
-        return out
-    return strip(got) == strip(argv)
+    got = shlex.split(card_cmd or "")[1:]
+    return set_option(got, "--out", None) == set_option(argv, "--out", None)
 
 
 def run_families(only: set | None, runs: Path, logs: Path, adopt: dict | None = None) -> None:

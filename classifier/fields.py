@@ -64,10 +64,10 @@ def packet_fields(b: bytes, base: int, end: int, pad_udp: bool = True
     elif v == 6:
         total = 40 + (int(b[base + 4]) << 8 | int(b[base + 5])) if n >= 6 else 0
         proto = int(b[base + 6]) if n > 6 else -1
-        for name, a, z in (("ip6.version_class", 0, 2), ("ip6.flow_label", 1, 4),
+        for name, a, z in (("ip6.version_class", 0, 2), ("ip6.flow_label", 2, 4),
                            ("ip6.payload_length", 4, 6), ("ip6.next_header", 6, 7),
                            ("ip6.hop_limit", 7, 8), ("ip6.addresses", 8, 40)):
-            add(name, a if name != "ip6.flow_label" else 2, z)
+            add(name, a, z)
         t = 40
     else:
         return [], 0

@@ -39,7 +39,7 @@ def recipe(card: dict, where: str = "card.json") -> list[list[str]]:
     return [build] + ([teacher] if teacher else []) + [train]
 
 
-def _set(argv: list[str], opt: str, value: str | None) -> list[str]:
+def set_option(argv: list[str], opt: str, value: str | None) -> list[str]:
     """``argv`` with option ``opt`` set to ``value`` (added if absent, removed if None)."""
     out, i, done = [], 0, False
     while i < len(argv):
@@ -67,17 +67,17 @@ def retarget(commands: list[list[str]], input_dir: str, workdir: str,
     out = []
     for argv in commands:
         if argv[:2] == ["dataset", "build"]:
-            a = _set(argv, "--input", input_dir)
-            a = _set(a, "--taxonomy", taxonomy)
-            a = _set(a, "--out", data)
+            a = set_option(argv, "--input", input_dir)
+            a = set_option(a, "--taxonomy", taxonomy)
+            a = set_option(a, "--out", data)
         else:
             is_teacher = argv is not commands[-1]
-            a = _set(argv, "--data", data)
-            a = _set(a, "--out", teacher_dir if is_teacher else model_dir)
+            a = set_option(argv, "--data", data)
+            a = set_option(a, "--out", teacher_dir if is_teacher else model_dir)
             if "--teacher" in a and a[a.index("--teacher") + 1] != OOF_TEACHER:
-                a = _set(a, "--teacher", teacher_dir)   # a bundle the recipe trains first
+                a = set_option(a, "--teacher", teacher_dir)   # a bundle the recipe trains first
             for opt in DROP_TRAIN:
-                a = _set(a, opt, None)
+                a = set_option(a, opt, None)
         out.append(a)
     return out
 

@@ -164,20 +164,20 @@ def train(model: str, data: str, out: str, labeled_per_class: int | None = None,
         batches = loop.Batches(Xl, yl if Y is None else Y, np.array([cw[c] for c in yl], np.float32),
                                bs, seed, transform)
         val = (Xv, yv if Y is None else _one_hot(yv, K)) if len(va) else None
-        cbs = [keras.callbacks.CSVLogger(str(out_dir / "checkpoints" / "history.csv")),
-               TqdmProgress(ep, len(batches), enabled=progress)]
+        cbs = []
         if val is not None:
-            cbs.insert(0, keras.callbacks.ModelCheckpoint(str(ckpt), monitor="val_loss",
-                                                          save_best_only=True))
-        if val is not None and not schedule:
-            # a learning-rate schedule (tinykp's cosine decay) runs its whole budget instead
-            cbs[1:1] = [
-                # batch-norm statistics settle over the first epochs: no early stop before epoch 5
-                keras.callbacks.EarlyStopping(monitor="val_loss", patience=patience,
-                                              restore_best_weights=True,
-                                              start_from_epoch=min(5, ep // 3)),
-                keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5,
-                                                  patience=max(2, patience // 2), min_lr=1e-5)]
+            cbs.append(keras.callbacks.ModelCheckpoint(str(ckpt), monitor="val_loss",
+                                                       save_best_only=True))
+            if not schedule:   # a learning-rate schedule (tinykp's cosine decay) runs its budget
+                cbs += [
+                    # batch-norm statistics settle over the first epochs: no early stop before 5
+                    keras.callbacks.EarlyStopping(monitor="val_loss", patience=patience,
+                                                  restore_best_weights=True,
+                                                  start_from_epoch=min(5, ep // 3)),
+                    keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5,
+                                                      patience=max(2, patience // 2), min_lr=1e-5)]
+        cbs += [keras.callbacks.CSVLogger(str(out_dir / "checkpoints" / "history.csv")),
+                TqdmProgress(ep, len(batches), enabled=progress)]
         h = loop.fit(m, batches, ep, validation=val, callbacks=cbs, max_seconds=max_seconds)
         return h, ep, bs
 
@@ -229,9 +229,9 @@ def train(model: str, data: str, out: str, labeled_per_class: int | None = None,
                 distill = {"teacher": OOF_TEACHER, "alpha": a, "folds": 5,
                            "teacher_options": dict(forest.BOOSTED_DEFAULTS)}
             else:
-                soft = _teacher_probs(teacher, Xl, labels, ds.preprocess)
+                soft, teacher_card = _teacher_probs(teacher, Xl, labels, ds.preprocess)
                 distill = {"teacher": str(teacher), "alpha": a,
-                           "teacher_command": _card_of(teacher).get("command")}
+                           "teacher_command": teacher_card.get("command")}
             Y = (1 - a) * Y + a * soft
             distill["teacher_train_agreement"] = float((soft.argmax(1) == yl).mean())
         net = tinykp.build(shape, K, learning_rate=d["learning_rate"], steps=ep * -(-len(Xl) // bs),
@@ -426,9 +426,10 @@ def _one_hot(y: np.ndarray, K: int) -> np.ndarray:
     return np.eye(K, dtype=np.float32)[y]
 
 
-def _teacher_probs(teacher: str, X: np.ndarray, labels: list[str], preprocess) -> np.ndarray:
+def _teacher_probs(teacher: str, X: np.ndarray, labels: list[str], preprocess
+                   ) -> tuple[np.ndarray, dict]:
     """Soft targets: a bundle's float LiteRT probabilities on ``X`` (same labels and
-    preprocessing as the student's dataset, checked)."""
+    preprocessing as the student's dataset, checked), and the bundle's card."""
     from classifier.bundle import load_bundle
 
     b = load_bundle(teacher, prefer_int8=False)
@@ -436,14 +437,7 @@ def _teacher_probs(teacher: str, X: np.ndarray, labels: list[str], preprocess) -
         raise TrainError(f"--teacher {teacher}: its labels {b.labels} differ from the dataset's {labels}")
     if b.preprocess.to_dict() != preprocess.to_dict():
         raise TrainError(f"--teacher {teacher}: its preprocess.json differs from the dataset's")
-    return b.predict(X).astype(np.float32)
-
-
-def _card_of(bundle_dir: str) -> dict:
-    try:
-        return json.loads((Path(bundle_dir) / "card.json").read_text())
-    except (OSError, ValueError):
-        return {}
+    return b.predict(X).astype(np.float32), b.card
 
 
 def _tf_version():

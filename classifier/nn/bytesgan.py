@@ -202,7 +202,7 @@ class ByteSGAN:
             log(f"epoch {epoch + 1}/{epochs} d_sup={m[0]:.4f} d_adv={m[1]:.4f} g_fm={m[2]:.4f} "
                 f"g_adv={m[3]:.4f} sup_acc={m[4]:.4f}"
                 + (f" val_acc={hist['val_accuracy'][-1]:.4f}" if hist["val_accuracy"] else ""))
-            if max_seconds is not None and time.time() - t_start > max_seconds and epoch + 1 < epochs:
+            if loop.out_of_budget(t_start, max_seconds, epoch, epochs):
                 hist["budget_exhausted"] = [float(epoch + 1)]
                 break
         return hist

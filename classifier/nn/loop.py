@@ -70,6 +70,12 @@ def predict(model, X, batch_size: int = 512) -> np.ndarray:
                            for i in range(0, len(X), batch_size)])
 
 
+def out_of_budget(t_start: float, max_seconds: float | None, epoch: int, epochs: int) -> bool:
+    """After epoch ``epoch`` (0-based) of ``epochs``: has the wall-clock budget run out with
+    epochs still to go? (Every training loop stops on this and records ``budget_exhausted``.)"""
+    return max_seconds is not None and time.time() - t_start > max_seconds and epoch + 1 < epochs
+
+
 def fit(model, batches: Batches, epochs: int, validation=None, callbacks=(),
         max_seconds: float | None = None) -> dict[str, list[float]]:
     """Train ``model`` for up to ``epochs`` epochs; ``validation`` = (X, Y) or None.
@@ -103,7 +109,7 @@ def fit(model, batches: Batches, epochs: int, validation=None, callbacks=(),
             history.setdefault(k, []).append(float(v))
         if model.stop_training:
             break
-        if max_seconds is not None and time.time() - t0 > max_seconds and epoch + 1 < epochs:
+        if out_of_budget(t0, max_seconds, epoch, epochs):
             history["budget_exhausted"] = [float(epoch + 1)]
             break
     cbs.on_train_end()
