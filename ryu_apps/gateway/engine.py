@@ -39,7 +39,7 @@ from policies.enforcement import Enforcement
 
 from .faults import FaultLog
 from .meters import MeterTable
-from .metrics import Metrics
+from .metrics import Metrics, class_counts, engine_counts
 from .restore import ReadBack, adopt
 from .rules import (SESSION_TABLE, FiveTuple, FlowRule, L2Learning, Message, ReadRequest,
                     base_pipeline, clear_all, controller_meter, decode_cookie, frame_macs,
@@ -77,10 +77,6 @@ class GatewayEngine:
         self.log = logger or log
         self.pending: list[Session] = []
         self._set_preprocess(preprocess, classify)
-        self.counters = defaultdict(int)
-        # per policy entry / label: sessions, packets, bytes (finished sessions).
-        self.class_stats: dict[str, dict[str, int]] = defaultdict(
-            lambda: {"sessions": 0, "active": 0, "packets": 0, "bytes": 0, "dropped": 0})
         #: errors logged and counted once per cause (see faults.py; one per process)
         self.faults = faults or FaultLog(self.metrics, self.log)
         self.port_load: dict[int, int] = defaultdict(int)
@@ -177,12 +173,12 @@ class GatewayEngine:
         self.readback = None
         learnt = self.l2.relearn(self.dp_id, rb.flows)
         msgs = adopt(self, rb.flows, rb.meters, labels, now)
+        c = self.counters
         self.log.info("restore: %d session(s) and %d MAC(s) re-learnt from the switch, %d "
-                      "stale rule(s) and %d unused meter(s) deleted", self.counters["restored"],
-                      learnt, self.counters["stale_flows"], self.counters["stale_meters"])
-        self._audit("restore", result="adopted", sessions=self.counters["restored"],
-                    macs=learnt, stale_flows=self.counters["stale_flows"],
-                    stale_meters=self.counters["stale_meters"])
+                      "stale rule(s) and %d unused meter(s) deleted", c["restored"],
+                      learnt, c["stale_flows"], c["stale_meters"])
+        self._audit("restore", result="adopted", sessions=c["restored"], macs=learnt,
+                    stale_flows=c["stale_flows"], stale_meters=c["stale_meters"])
         # deletes before the classifications that waited (they may reuse freed ids)
         return msgs + (self.flush(now) if self.pending else [])
 
@@ -205,11 +201,9 @@ class GatewayEngine:
                 ) -> list[Message]:
         """A table-1 miss: learn the source, forward (a rule once the destination is
         known) and send the packet on."""
-        self.counters["forwarded"] += 1
         self.metrics.packet_ins.labels("forward").inc()
         msgs = self.l2.packet_in(self.dp_id, in_port, frame, buffer_id)
         if msgs is None:            # shorter than an Ethernet header: nothing to forward
-            self.counters["malformed"] += 1
             self.metrics.errors.labels("malformed").inc()
             return []
         return msgs
@@ -222,12 +216,10 @@ class GatewayEngine:
     def mirror_packet(self, in_port: int, frame: bytes, now: float | None = None) -> list[Message]:
         """A packet copied to the controller by table 0 (the switch forwarded it)."""
         now = self.clock() if now is None else now
-        self.counters["packets"] += 1
         try:
             return self._mirror_packet(in_port, frame, now)
         except Exception as exc:  # a malformed packet never kills the app
-            self.counters["errors"] += 1
-            self.counters["failed"] += 1
+            self.metrics.packet_ins.labels("failed").inc()
             self.faults.report("packet", exc, f"packet-in on port {in_port} not handled",
                                logging.WARNING)
             return []
@@ -236,10 +228,10 @@ class GatewayEngine:
         ip = ip_from_frame(frame)
         pv = parse(ip) if ip is not None else None
         if pv is None or pv.fragment or pv.proto not in (PROTO_TCP, PROTO_UDP):
-            self.counters["malformed" if ip is None or pv is None else "ignored"] += 1
-            if ip is None or pv is None:
+            malformed = ip is None or pv is None
+            if malformed:
                 self.metrics.errors.labels("malformed").inc()
-            self.metrics.packet_ins.labels("ignored").inc()
+            self.metrics.packet_ins.labels("malformed" if malformed else "ignored").inc()
             return []
         key, _ = pv.session_key()       # == FiveTuple.of(pv).key()
         s = self.table.get(key)
@@ -249,7 +241,6 @@ class GatewayEngine:
                     and self.port_load[in_port] >= self.max_mirroring_per_port):
                 # This port already has its share of sessions being classified: the
                 # switch forwards the packet anyway; the session is not tracked (yet).
-                self.counters["shed"] += 1
                 self.metrics.packet_ins.labels("shed").inc()
                 return []
             client_mac, server_mac = frame_macs(frame)
@@ -264,7 +255,6 @@ class GatewayEngine:
         s.last_ts = now
         d = s.direction(pv.src, pv.sport)
         if s.state == ENFORCED:
-            self.counters["duplicate"] += 1
             self.metrics.packet_ins.labels("duplicate").inc()
             s.duplicates += 1
             if not s.rules_alive[d]:
@@ -275,7 +265,6 @@ class GatewayEngine:
                 self.metrics.rules_installed.inc()
                 msgs.append(r)
             return msgs
-        self.counters["mirrored"] += 1
         self.metrics.packet_ins.labels("mirror").inc()
         if s.state == PENDING:
             return msgs
@@ -347,7 +336,6 @@ class GatewayEngine:
                 rows.append(x[0])
                 owners.append(s)
             except Exception as exc:
-                self.counters["errors"] += 1
                 self.faults.report("preprocess", exc,
                                    f"session {s.sid}: preprocessing failed (fail-open: unknown)",
                                    logging.WARNING)
@@ -362,7 +350,6 @@ class GatewayEngine:
                     capped = not self._filled(s)
                     results[s.sid] = (str(label), float(conf), "cap" if capped else "model")
             except Exception as exc:
-                self.counters["errors"] += 1
                 self.faults.report("classifier", exc,
                                    f"classifier failed on a batch of {len(owners)} "
                                    "(fail-open: unknown)")
@@ -384,7 +371,6 @@ class GatewayEngine:
         try:
             return self.enforce(label, s.device_mac, s.device_ip, confidence=s.confidence)
         except Exception as exc:
-            self.counters["errors"] += 1
             self.faults.report("policy", exc, f"policy lookup for {label!r} failed "
                                f"(session {s.sid}; using 'unknown')")
             try:
@@ -406,7 +392,6 @@ class GatewayEngine:
         self.metrics.meters_installed.inc(len(mm))
         msgs += self._rules(s)
         self.stats_started(label)
-        self.counters["classified"] += 1
         self.metrics.sessions_classified.labels(label).inc()
         self.metrics.decisions.labels(s.enforcement.action).inc()
         self.metrics.first_packet_to_rule.observe(max(0.0, now - s.first_ts))
@@ -468,12 +453,12 @@ class GatewayEngine:
         self.metrics.sessions_active.set(len(self.table))
         if s.state != ENFORCED:
             return []
-        st = self.class_stats[s.label]
-        st["active"] -= 1
-        st["packets"] += sum(s.packet_count)
-        st["bytes"] += sum(s.byte_count)
+        m = self.metrics
+        m.class_active.labels(s.label).dec()
+        m.class_packets.labels(s.label).inc(sum(s.packet_count))
+        m.class_bytes.labels(s.label).inc(sum(s.byte_count))
         if s.enforcement.action == "drop":
-            st["dropped"] += sum(s.packet_count)
+            m.class_dropped.labels(s.label).inc(sum(s.packet_count))
         return self.meters.release(s.sid, s.meter_id)
 
     # ---- policy --------------------------------------------------------------
@@ -510,7 +495,7 @@ class GatewayEngine:
         for sid, mid in old_meters:
             releases += self.meters.release(sid, mid)
         deletes = [m for m in releases] + self.meters.collect()
-        self.counters["policy_updates"] += changed
+        self.metrics.policy_updates.inc(changed)
         return adds + rules + deletes
 
     def set_model(self, preprocess, classify) -> list[Message]:
@@ -536,25 +521,21 @@ class GatewayEngine:
     # ---- counters --------------------------------------------------------------
     def stats_started(self, label: str) -> None:
         """A session of ``label`` got its rules (classified or restored)."""
-        st = self.class_stats[label]
-        st["sessions"] += 1
-        st["active"] += 1
+        self.metrics.class_sessions.labels(label).inc()
+        self.metrics.class_active.labels(label).inc()
 
     def count_restore(self, restored: int, stale_flows: int, stale_meters: int) -> None:
         self.metrics.sessions_restored.inc(restored)
         self.metrics.stale_removed.labels("flow").inc(stale_flows)
         self.metrics.stale_removed.labels("meter").inc(stale_meters)
         self.metrics.sessions_active.set(len(self.table))
-        self.counters["restored"] += restored
-        self.counters["stale_flows"] += stale_flows
-        self.counters["stale_meters"] += stale_meters
 
     # ---- views ---------------------------------------------------------------
     def sessions(self) -> list[dict]:
         return [s.view() for s in self.table]
 
     def stats(self) -> dict:
-        per_class = {k: dict(v) for k, v in self.class_stats.items()}
+        per_class = class_counts(self.metrics)
         for s in self.table:  # add the live counters of active sessions
             if s.state == ENFORCED:
                 st = per_class.setdefault(s.label, {"sessions": 0, "active": 0, "packets": 0,
@@ -563,4 +544,9 @@ class GatewayEngine:
                 st["bytes"] += sum(s.byte_count)
         return {"classes": per_class, "sessions_active": len(self.table),
                 "sessions_evicted": self.table.evicted, "meters": self.meters.describe(),
-                "counters": dict(self.counters)}
+                "counters": self.counters}
+
+    @property
+    def counters(self) -> dict[str, int]:
+        """What this switch's engine counted, read from its Prometheus series."""
+        return engine_counts(self.metrics)

@@ -60,6 +60,23 @@ class SwitchMetrics:
     def render(self) -> bytes:
         return self._root.render()
 
+    def values(self, name: str) -> dict[tuple[str, ...], float]:
+        """This switch's series of metric ``name`` (an attribute of :class:`Metrics`):
+        its labels after ``dp_id`` -> value (counters: the ``_total``). The REST views
+        read counts here: Prometheus is the one store of what the gateway counts."""
+        dp = dp_label(self.dp_id)
+        out: dict[tuple[str, ...], float] = {}
+        for family in getattr(self._root, name).collect():
+            sample_name = family.name + ("_total" if family.type == "counter" else "")
+            for s in family.samples:
+                if s.name == sample_name and s.labels.get("dp_id") == dp:
+                    out[tuple(v for k, v in s.labels.items() if k != "dp_id")] = s.value
+        return out
+
+    def total(self, name: str, *labels: str) -> int:
+        """The sum of metric ``name``'s series whose labels start with ``labels``."""
+        return int(sum(v for k, v in self.values(name).items() if k[:len(labels)] == labels))
+
 
 class Metrics:
     def __init__(self, registry: CollectorRegistry | None = None):
@@ -85,7 +102,8 @@ class Metrics:
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
             registry=r)
         self.packet_ins = Counter(
-            "egw_packet_ins", "Packet-ins, by kind (mirror, forward, duplicate, ignored)",
+            "egw_packet_ins",
+            "Packet-ins, by kind (mirror, forward, duplicate, ignored, malformed, shed, failed)",
             ["kind"], registry=r)
         self.rules_installed = Counter(
             "egw_rules_installed", "Flow rules sent to switches", registry=r)
@@ -111,6 +129,23 @@ class Metrics:
         self.sessions_expired = Counter(
             "egw_sessions_expired", "Sessions freed (flow-removed or eviction)", ["why"],
             registry=r)
+        self.policy_updates = Counter(
+            "egw_policy_updates", "Enforced sessions whose rules a policy reload changed",
+            registry=r)
+        self.class_sessions = Counter(
+            "egw_class_sessions", "Sessions that got their rules (classified or restored), "
+            "by class", ["cls"], registry=r)
+        self.class_active = Gauge(
+            "egw_class_sessions_active", "Enforced sessions in the table, by class", ["cls"],
+            registry=r)
+        self.class_packets = Counter(
+            "egw_class_packets", "Packets of finished sessions (both rules' counters), by class",
+            ["cls"], registry=r)
+        self.class_bytes = Counter(
+            "egw_class_bytes", "Bytes of finished sessions, by class", ["cls"], registry=r)
+        self.class_dropped = Counter(
+            "egw_class_dropped_packets", "Packets of finished sessions whose action was drop, "
+            "by class", ["cls"], registry=r)
         self.policy_reloads = Counter(
             "egw_policy_reloads", "Policy reloads, by result (ok, rejected)", ["result"],
             registry=r)
@@ -121,3 +156,38 @@ class Metrics:
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+#: packet-in kinds of the mirror path (table 0); "forward" is table 1's
+MIRROR_KINDS = ("mirror", "duplicate", "ignored", "malformed", "shed", "failed")
+
+
+def engine_counts(m: SwitchMetrics) -> dict[str, int]:
+    """One switch's counters as ``/egw/stats`` shows them, read from its Prometheus series."""
+    kinds = {k[0]: int(v) for k, v in m.values("packet_ins").items()}
+    c = {"packets": sum(kinds.get(k, 0) for k in MIRROR_KINDS),
+         "forwarded": kinds.get("forward", 0), "mirrored": kinds.get("mirror", 0),
+         **{k: kinds.get(k, 0) for k in ("duplicate", "ignored", "malformed", "shed", "failed")},
+         # the gateway's own failures (packet, preprocess, classifier, policy, ...), each
+         # occurrence; malformed input is counted apart
+         "errors": (m.total("errors") + m.total("error_repeats")
+                    - m.total("errors", "malformed") - m.total("error_repeats", "malformed")),
+         "classified": m.total("sessions_classified"),
+         "policy_updates": m.total("policy_updates"),
+         "restored": m.total("sessions_restored"),
+         "stale_flows": m.total("stale_removed", "flow"),
+         "stale_meters": m.total("stale_removed", "meter")}
+    return c
+
+
+CLASS_FIELDS = {"sessions": "class_sessions", "active": "class_active",
+                "packets": "class_packets", "bytes": "class_bytes", "dropped": "class_dropped"}
+
+
+def class_counts(m: SwitchMetrics) -> dict[str, dict[str, int]]:
+    """Per class: sessions, active, packets, bytes, dropped (finished sessions' counters)."""
+    out: dict[str, dict[str, int]] = {}
+    for field, name in CLASS_FIELDS.items():
+        for (cls,), v in m.values(name).items():
+            out.setdefault(cls, dict.fromkeys(CLASS_FIELDS, 0))[field] = int(v)
+    return out

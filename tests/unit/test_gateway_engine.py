@@ -87,14 +87,19 @@ def gw():
     clf = FakeClassifier()
     eng = GatewayEngine(Preprocess(repr="packet1480"), clf, policy_enforcer(), wan_port=WAN,
                         mirror_max_packets=8, mirror_max_seconds=2.0, clock=lambda: 0.0)
+    return eng, connected_switch(eng), clf
+
+
+def connected_switch(eng):
+    """A switch model connected to ``eng``, its L2 forwarding between the two hosts learnt
+    (the forwarding half is tested separately)."""
     sw = FlowTableModel(ports=[LAN, WAN, 3])
     sw.apply(eng.switch_connected(fresh=True))
-    # L2 forwarding learnt both hosts (the forwarding half is tested separately).
     l2 = L2Learning()
     for port, mac in ((LAN, MAC_C), (WAN, MAC_S)):
         l2.packet(1, port, mac, "ff:ff:ff:ff:ff:ff")
     sw.apply(l2.packet(1, LAN, MAC_C, MAC_S)[1] + l2.packet(1, WAN, MAC_S, MAC_C)[1])
-    return eng, sw, clf
+    return sw
 
 
 def run_session(eng, sw, *, proto=6, sport=40000, dport=443, payload=b"x" * 200, t=0.0):
@@ -358,3 +363,47 @@ def test_min_confidence_demotes_an_unsure_label_to_the_default_entry(gw):
     assert (s["class"], s["policy_entry"], s["dscp"]) == ("voip", "voip", 46)
     fwd, _ = both_ways(sw, sport=41001)
     assert fwd.dscp == 46
+
+
+def _scraped(text: str, name: str, dp: str, **labels) -> float:
+    """The sum of a metric's samples in a /metrics page for one switch and label subset."""
+    from prometheus_client.parser import text_string_to_metric_families
+    return sum(s.value for fam in text_string_to_metric_families(text) for s in fam.samples
+               if s.name == name and s.labels.get("dp_id") == dp
+               and all(s.labels.get(k) == v for k, v in labels.items()))
+
+
+def test_rest_stats_and_prometheus_are_one_store():
+    """/egw/stats reads the counts from the Prometheus series: two engines (two switches)
+    share one registry and each sees only its own dp_id; what a scrape shows, REST shows."""
+    from ryu_apps.gateway.metrics import Metrics
+    metrics, clf = Metrics(), FakeClassifier()
+    engines = {}
+    for dp, n in ((1, 2), (2, 1)):
+        eng = GatewayEngine(Preprocess(repr="packet1480"), clf, policy_enforcer(),
+                            wan_port=WAN, mirror_max_packets=8, clock=lambda: 0.0,
+                            metrics=metrics, dp_id=dp)
+        sw = connected_switch(eng)
+        for i in range(n):
+            run_session(eng, sw, sport=41000 + i)
+        eng.mirror_packet(LAN, b"\x00" * 5, now=0)          # malformed
+        engines[dp] = eng
+    sid = engines[1].sessions()[0]["id"]
+    engines[1].flow_removed(session_cookie(sid, 0), 3, 300)
+    engines[1].flow_removed(session_cookie(sid, 1), 5, 500)
+    page = metrics.render().decode()
+    for dp, eng in engines.items():
+        label = f"{dp:016x}"
+        st = eng.stats()
+        c = st["counters"]
+        assert c["classified"] == _scraped(page, "egw_sessions_classified_total", label)
+        assert c["classified"] == len(eng.sessions()) + (dp == 1)
+        assert c["mirrored"] == _scraped(page, "egw_packet_ins_total", label, kind="mirror")
+        assert c["malformed"] == 1
+        assert c["packets"] == _scraped(page, "egw_packet_ins_total", label) - c["forwarded"]
+        voip = st["classes"]["voip"]
+        assert voip["sessions"] == _scraped(page, "egw_class_sessions_total", label, cls="voip")
+        assert voip["active"] == _scraped(page, "egw_class_sessions_active", label, cls="voip")
+    assert engines[1].stats()["classes"]["voip"]["packets"] == 8     # the finished session
+    assert _scraped(page, "egw_class_packets_total", "0000000000000001", cls="voip") == 8
+    assert engines[2].stats()["classes"]["voip"]["sessions"] == 1
