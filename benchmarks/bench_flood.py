@@ -226,6 +226,9 @@ def main(argv=None) -> int:
     p.add_argument("--max-sessions", type=int, default=10000)
     p.add_argument("--per-port", type=int, default=1024)
     p.add_argument("--compare", action="store_true", help="also run without the packet-in meter")
+    p.add_argument("--device-session-rate", type=float, default=0,
+                   help="the per-device quota (default 0: off, to measure the meter and "
+                        "table bounds alone; benchmarks/bench_fairness.py measures the quota)")
     a = p.parse_args(argv)
     from topologies.mininet_net import mininet_lock
     from topologies.ovs_service import OvsService
@@ -239,7 +242,8 @@ def main(argv=None) -> int:
         for i, (name, pir) in enumerate(runs):
             r = run_flood(ovs, f"egwf{i + 1}", rate=a.rate, seconds=a.seconds,
                           packet_in_rate=pir, max_sessions=a.max_sessions, per_port=a.per_port,
-                          model=model)
+                          model=model, extra_args=["--egw-device-session-rate",
+                                                   str(a.device_session_rate)])
             r.pop("log_tail")
             r.pop("meter_stats")
             r.pop("meters")

@@ -202,7 +202,10 @@ def main(argv=None) -> int:
                  "--egw-max-sessions", "100000", "--egw-stats-interval", "0",
                  "--egw-mirror-max-seconds", str(args.mirror_max_seconds),
                  "--egw-packet-in-rate", str(args.packet_in_rate),
-                 "--egw-max-mirroring-per-port", str(args.max_mirroring_per_port)]),
+                 "--egw-max-mirroring-per-port", str(args.max_mirroring_per_port),
+                 # one host opens every new session here: the per-device quota, meant to
+                 # stop such a host (bench_fairness.py), would cap the rate measured
+                 "--egw-device-session-rate", "0"]),
         "reactive_5tuple": ([str(REPO / "benchmarks" / "apps" / "reactive_5tuple.py")], []),
         "simple_switch_13": (["ryu.app.simple_switch_13"], []),
     }

@@ -201,7 +201,27 @@ def audit_table(res: dict) -> str:
     return "\n".join(out)
 
 
+def fairness_table(res: dict) -> str:
+    out = ["| per-device quota | flood: new sessions sent (rate) | packet-ins at the app: "
+           "mirror / overload | controller meter dropped | rt1 voip: class | rt1 voip packets "
+           "before its EF rule | rt1 p2p packets through during the flood |",
+           "|---|---:|---:|---:|---|---:|---:|"]
+    for r in res["runs"]:
+        v = r["voip"] or {}
+        quota = (f"on ({r['device_session_rate']:.0f}/s, burst {r['device_session_burst']})"
+                 if r["quota"] else "off")
+        out.append(f"| {quota} | {r['sent']} ({r['achieved_rate']}/s) | "
+                   f"{r['packet_ins']['mirror']} / {r['packet_ins']['overload']} | "
+                   f"{r['controller_meter_dropped']} | {v.get('class')} ({v.get('reason')}) | "
+                   f"{r['voip_before_ef']} | {r['arrived']['p2p_during']} |")
+    r0 = res["runs"][0]
+    out += ["", f"`{res['command']}` ({res['date']}, {res['model']}; packet-in meter "
+            f"{r0['packet_in_rate']}/s, on_overload: {r0['on_overload']})."]
+    return "\n".join(out)
+
+
 RENDERERS = {"default-audit": ("default_audit", audit_table),
+             "flood-fairness": ("fairness", fairness_table),
              "smart-home-confusion": ("smart_home", smart_home_confusion),
              "smart-home-priority": ("smart_home", smart_home_priority),
              "smart-home-flows": ("smart_home", smart_home_flows),

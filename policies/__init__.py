@@ -7,7 +7,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .enforcement import Enforcement, enforcement_for, enforcement_table
+from .enforcement import (Enforcement, PolicyEnforcer, enforcement_for, enforcement_table,
+                          overload_action)
 from .errors import PolicyError, PolicyIssue
 from .loader import check_policy_file, load_labels, load_policy, parse_policy
 from .schema import ClassPolicy, Device, Policy, RateLimit, Wan, WanClass
@@ -18,6 +19,7 @@ STRICT_POLICY_PATH = PACKAGE_DIR / "strict.yaml"
 
 __all__ = [
     "DEFAULT_POLICY_PATH", "STRICT_POLICY_PATH", "ClassPolicy", "Device", "Enforcement",
+    "PolicyEnforcer", "overload_action",
     "Policy", "PolicyError", "PolicyIssue", "RateLimit", "Wan", "WanClass",
     "check_policy_file", "enforcement_for", "enforcement_table", "load_labels",
     "load_policy", "parse_policy",

@@ -93,6 +93,40 @@ def resolve(policy: Policy, class_name: str, devices: tuple[Device, ...] | list[
     return _build(values, entry_name, tuple(applied))
 
 
+def overload_action(policy: Policy, mac: str | None = None, ip: str | None = None) -> str:
+    """``drop`` when any class entry (or ``default``) that applies to the device ``mac`` /
+    ``ip``, device overrides included, sets ``on_overload: drop``; else ``forward``. What
+    the gateway does with the unclassified sessions of a device over its new-session
+    quota: they could be of any class, so one entry that would rather drop decides."""
+    devices = matching_devices(policy, mac, ip)
+    for name in [*policy.classes, "default"]:
+        _, entry = policy.entry(name)
+        value = entry.on_overload
+        for dev in devices:
+            for o in (dev.all, dev.classes.get(name)):
+                if o is not None and "on_overload" in o.model_fields_set:
+                    value = o.on_overload
+        if value == "drop":
+            return "drop"
+    return "forward"
+
+
+class PolicyEnforcer:
+    """One policy's answers for the gateway engine: ``enforcer(class, mac, ip,
+    confidence=)`` is :func:`enforcement_for`, ``enforcer.on_overload(mac, ip)``
+    :func:`overload_action`."""
+
+    def __init__(self, policy: Policy):
+        self.policy = policy
+
+    def __call__(self, class_name: str, mac: str | None = None, ip: str | None = None,
+                 confidence: float | None = None) -> Enforcement:
+        return enforcement_for(self.policy, class_name, mac, ip, confidence)
+
+    def on_overload(self, mac: str | None = None, ip: str | None = None) -> str:
+        return overload_action(self.policy, mac, ip)
+
+
 def _build(v: dict[str, Any], cls: str, devices: tuple[str, ...]) -> Enforcement:
     rl = v["rate_limit"]
     if v["action"] == "drop":

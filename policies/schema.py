@@ -111,6 +111,11 @@ class ClassPolicy(_Model):
     # granted priority harms every other device; wrongly withheld priority costs one
     # session a little (docs/policies.md).
     min_confidence: Annotated[float, Field(ge=0.0, le=1.0)] | None = None
+    # What happens to the not-yet-classified sessions of a device that opens new sessions
+    # faster than its quota (``egw_device_session_rate``): ``forward`` them untracked
+    # (default) or ``drop`` them until the overload ends. A device is dropped when any
+    # entry that applies to it says ``drop`` (its sessions could be of that class).
+    on_overload: Literal["forward", "drop"] = "forward"
     note: str | None = None
 
 
@@ -125,9 +130,10 @@ class ClassOverride(_Model):
     queue: QueueId | None = None
     idle_timeout: Timeout | None = None
     hard_timeout: Timeout | None = None
+    on_overload: Literal["forward", "drop"] | None = None
     note: str | None = None
 
-    @field_validator("action", "idle_timeout", "hard_timeout")
+    @field_validator("action", "idle_timeout", "hard_timeout", "on_overload")
     @classmethod
     def _not_null(cls, v: Any, info: ValidationInfo) -> Any:
         if v is None:

@@ -64,6 +64,16 @@ OPTS = [
                help="at most this many sessions per ingress port are being classified at "
                     "once; further new sessions of that port are forwarded untracked "
                     "(0: no limit)"),
+    cfg.FloatOpt("egw-device-session-rate", default=50.0, min=0.0,
+                 help="new sessions per second one LAN device (ingress port + MAC) may "
+                      "open before it is overloaded: its packets are then no longer "
+                      "copied to the controller (forwarded untracked, or dropped where the "
+                      "policy says on_overload: drop) for egw-overload-seconds (0: no quota)"),
+    cfg.IntOpt("egw-device-session-burst", default=200, min=1,
+               help="new sessions a LAN device may open at once before its rate counts"),
+    cfg.IntOpt("egw-overload-seconds", default=10, min=1,
+               help="how long a device over its new-session quota stays so (the hard "
+                    "timeout of its overload rules)"),
     cfg.BoolOpt("egw-restore", default=True,
                 help="on the first connection of a switch, read its flows and meters back "
                      "and re-learn the sessions (a controller restart keeps established "

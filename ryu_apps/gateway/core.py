@@ -9,12 +9,11 @@ adapter (``ryu_apps/egw.py``) to send, which only decodes events and schedules
 """
 from __future__ import annotations
 
-import functools
 import logging
 import time
 from pathlib import Path
 
-from policies import DEFAULT_POLICY_PATH, PolicyError, enforcement_for
+from policies import DEFAULT_POLICY_PATH, PolicyEnforcer, PolicyError
 from policies.reload import PolicyHolder
 from policies.watch import FileWatch
 
@@ -134,7 +133,7 @@ class Gateway:
         return holder
 
     def _enforcer(self):
-        return functools.partial(enforcement_for, self.policy.current)
+        return PolicyEnforcer(self.policy.current)
 
     def labels(self) -> list[str]:
         """Class names a restored rule may belong to: the model's and the policy's."""
@@ -154,7 +153,10 @@ class Gateway:
                 metrics=self.metrics, max_mirroring_per_port=c.egw_max_mirroring_per_port,
                 packet_in_rate=c.egw_packet_in_rate,
                 packet_in_burst=c.egw_packet_in_burst or None,
-                restore_timeout=c.egw_restore_timeout, faults=self.faults, dp_id=dpid)
+                restore_timeout=c.egw_restore_timeout,
+                device_session_rate=c.egw_device_session_rate,
+                device_session_burst=c.egw_device_session_burst,
+                overload_seconds=c.egw_overload_seconds, faults=self.faults, dp_id=dpid)
             eng.audit = self.audit.write
         return eng
 

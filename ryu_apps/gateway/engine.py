@@ -39,11 +39,12 @@ from policies.enforcement import Enforcement
 
 from .faults import FaultLog
 from .meters import MeterTable
+from .quotas import DeviceQuotas
 from .metrics import Metrics, class_counts, engine_counts
 from .restore import ReadBack, adopt
 from .rules import (SESSION_TABLE, FiveTuple, FlowRule, L2Learning, Message, ReadRequest,
                     base_pipeline, clear_all, controller_meter, decode_cookie, frame_macs,
-                    session_rule, session_rules)
+                    overload_rules, session_rule, session_rules)
 from .sessions import ENFORCED, MIRRORING, PENDING, Session, SessionTable
 
 log = logging.getLogger("egw.engine")
@@ -53,7 +54,8 @@ FAIL_OPEN = Enforcement("allow", None, None, "class", None, None, 60, 0, "fail-o
 
 #: What :meth:`GatewayEngine.configure` may change (also constructor keywords).
 SETTINGS = ("wan_port", "mirror_max_packets", "mirror_max_seconds", "use_queue",
-            "max_mirroring_per_port", "packet_in_rate", "packet_in_burst", "restore_timeout")
+            "max_mirroring_per_port", "packet_in_rate", "packet_in_burst", "restore_timeout",
+            "device_session_rate", "device_session_burst", "overload_seconds")
 
 
 class GatewayEngine:
@@ -66,6 +68,8 @@ class GatewayEngine:
                  logger: logging.Logger | None = None,
                  max_mirroring_per_port: int = 0, packet_in_rate: int = 0,
                  packet_in_burst: int | None = None, restore_timeout: float = 5.0,
+                 device_session_rate: float = 0.0, device_session_burst: float | None = None,
+                 overload_seconds: float = 10.0,
                  faults: FaultLog | None = None, dp_id: int = 0):
         self.enforce = enforce
         self.dp_id = dp_id
@@ -80,6 +84,8 @@ class GatewayEngine:
         #: errors logged and counted once per cause (see faults.py; one per process)
         self.faults = faults or FaultLog(self.metrics, self.log)
         self.port_load: dict[int, int] = defaultdict(int)
+        #: new-session quotas per LAN device, and the devices over theirs (quotas.py)
+        self.quotas = DeviceQuotas()
         #: the read-back in flight after a controller restart (see restore.py)
         self.readback: ReadBack | None = None
         #: a read-back timed out while the switch was away: clear it when it is back
@@ -92,12 +98,17 @@ class GatewayEngine:
         #: ingress port (0: no limit): a host flooding new sessions cannot take the whole
         #: table (its excess sessions are forwarded by the switch, just not tracked:
         #: counted as "shed"); packet_in_rate/burst: the OFPM_CONTROLLER meter,
-        #: packets/s (0: none); restore_timeout: seconds to wait for a read-back.
+        #: packets/s (0: none); restore_timeout: seconds to wait for a read-back;
+        #: device_session_rate/burst: new sessions per second a LAN device (port + MAC)
+        #: may open before it is overloaded (0: no quota), for overload_seconds.
         self.configure(wan_port=wan_port, mirror_max_packets=mirror_max_packets,
                        mirror_max_seconds=mirror_max_seconds, use_queue=use_queue,
                        max_mirroring_per_port=max_mirroring_per_port,
                        packet_in_rate=packet_in_rate, packet_in_burst=packet_in_burst,
-                       restore_timeout=restore_timeout)
+                       restore_timeout=restore_timeout,
+                       device_session_rate=device_session_rate,
+                       device_session_burst=device_session_burst,
+                       overload_seconds=overload_seconds)
 
     def configure(self, **settings) -> None:
         """Change settings (names in :data:`SETTINGS`); they apply from the next packet."""
@@ -105,6 +116,10 @@ class GatewayEngine:
             if name not in SETTINGS:
                 raise TypeError(f"unknown engine setting {name!r}")
             setattr(self, name, value)
+        q = self.quotas
+        q.rate, q.seconds = float(self.device_session_rate), float(self.overload_seconds)
+        q.burst = float(self.device_session_burst if self.device_session_burst is not None
+                        else max(1.0, 4 * q.rate))
 
     def _set_preprocess(self, preprocess, classify) -> None:
         self.preprocess, self.classify = preprocess, classify
@@ -140,6 +155,7 @@ class GatewayEngine:
             # This engine's sessions (if any) belong to a switch state that is gone.
             self.table.clear()
             self.port_load.clear()
+            self.quotas.clear()
             self.meters = MeterTable()
             self.pending.clear()
             self.readback = None
@@ -237,6 +253,10 @@ class GatewayEngine:
         s = self.table.get(key)
         msgs: list[Message] = []
         if s is None:
+            if self.quotas.enabled and in_port != self.wan_port:
+                over = self._over_quota(in_port, frame, pv, now)
+                if over is not None:
+                    return over
             if (self.max_mirroring_per_port > 0
                     and self.port_load[in_port] >= self.max_mirroring_per_port):
                 # This port already has its share of sessions being classified: the
@@ -277,6 +297,39 @@ class GatewayEngine:
             self._make_pending(s)
         return msgs
 
+    def _over_quota(self, in_port: int, frame: bytes, pv, now: float) -> list[Message] | None:
+        """A new session from a LAN device: None when within the device's quota; else
+        the packet is not tracked (counted ``overload``) and, the first time, the device's
+        overload rules are returned (the switch stops copying its packets to us)."""
+        macs = frame_macs(frame)
+        if macs is None:
+            return None
+        key = (in_port, macs[0])
+        if self.quotas.is_overloaded(key, now):
+            self.metrics.packet_ins.labels("overload").inc()
+            return []
+        if self.quotas.take(key, now):
+            return None
+        action = "forward"
+        on_overload = getattr(self.enforce, "on_overload", None)
+        if on_overload is not None:
+            try:
+                action = on_overload(macs[0], str(ipaddress.ip_address(pv.src)))
+            except Exception as exc:
+                self.faults.report("policy", exc, "on_overload lookup failed (forward)")
+        o = self.quotas.overload(key, action, now)
+        self.metrics.packet_ins.labels("overload").inc()
+        self.metrics.overloads.labels(action).inc()
+        self.metrics.devices_overloaded.set(len(self.quotas.overloaded))
+        self.log.warning("device %s on port %d opens new sessions faster than %.0f/s: not "
+                         "mirrored (%s) for %.0f s", o.mac, in_port, self.quotas.rate,
+                         action, self.quotas.seconds)
+        self._audit("overload", mac=o.mac, in_port=in_port, action=action,
+                    seconds=self.quotas.seconds)
+        rules = overload_rules(in_port, o.mac, action, int(round(self.quotas.seconds)))
+        self.metrics.rules_installed.inc(len(rules))
+        return rules
+
     def _set_device(self, s: Session, pv) -> None:
         """The LAN end of the session: the side not behind the WAN port (or the client)."""
         client_is_lan = self.wan_port is None or s.client_port != self.wan_port
@@ -305,6 +358,8 @@ class GatewayEngine:
         msgs: list[Message] = []
         if self.readback is not None and self.readback.expired(now):
             msgs += self._readback_expired(now)
+        if self.quotas.expire(now):
+            self.metrics.devices_overloaded.set(len(self.quotas.overloaded))
         for s in list(self.table.unenforced.values()):
             if s.state == MIRRORING and now - s.first_ts >= self.mirror_max_seconds:
                 self._make_pending(s)
@@ -544,6 +599,7 @@ class GatewayEngine:
                 st["bytes"] += sum(s.byte_count)
         return {"classes": per_class, "sessions_active": len(self.table),
                 "sessions_evicted": self.table.evicted, "meters": self.meters.describe(),
+                "overloaded": self.quotas.describe(self.clock()),
                 "counters": self.counters}
 
     @property

@@ -103,7 +103,8 @@ class Metrics:
             registry=r)
         self.packet_ins = Counter(
             "egw_packet_ins",
-            "Packet-ins, by kind (mirror, forward, duplicate, ignored, malformed, shed, failed)",
+            "Packet-ins, by kind (mirror, forward, duplicate, ignored, malformed, shed, "
+            "overload, failed)",
             ["kind"], registry=r)
         self.rules_installed = Counter(
             "egw_rules_installed", "Flow rules sent to switches", registry=r)
@@ -129,6 +130,11 @@ class Metrics:
         self.sessions_expired = Counter(
             "egw_sessions_expired", "Sessions freed (flow-removed or eviction)", ["why"],
             registry=r)
+        self.overloads = Counter(
+            "egw_overloads", "Devices found over their new-session quota, by what their "
+            "unclassified sessions get (forward, drop)", ["action"], registry=r)
+        self.devices_overloaded = Gauge(
+            "egw_devices_overloaded", "Devices over their new-session quota now", registry=r)
         self.policy_updates = Counter(
             "egw_policy_updates", "Enforced sessions whose rules a policy reload changed",
             registry=r)
@@ -159,7 +165,7 @@ class Metrics:
 
 
 #: packet-in kinds of the mirror path (table 0); "forward" is table 1's
-MIRROR_KINDS = ("mirror", "duplicate", "ignored", "malformed", "shed", "failed")
+MIRROR_KINDS = ("mirror", "duplicate", "ignored", "malformed", "shed", "overload", "failed")
 
 
 def engine_counts(m: SwitchMetrics) -> dict[str, int]:
@@ -167,7 +173,8 @@ def engine_counts(m: SwitchMetrics) -> dict[str, int]:
     kinds = {k[0]: int(v) for k, v in m.values("packet_ins").items()}
     c = {"packets": sum(kinds.get(k, 0) for k in MIRROR_KINDS),
          "forwarded": kinds.get("forward", 0), "mirrored": kinds.get("mirror", 0),
-         **{k: kinds.get(k, 0) for k in ("duplicate", "ignored", "malformed", "shed", "failed")},
+         **{k: kinds.get(k, 0) for k in ("duplicate", "ignored", "malformed", "shed", "overload",
+                                "failed")},
          # the gateway's own failures (packet, preprocess, classifier, policy, ...), each
          # occurrence; malformed input is counted apart
          "errors": (m.total("errors") + m.total("error_repeats")

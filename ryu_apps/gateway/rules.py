@@ -8,7 +8,11 @@ Table layout (see docs/gateway.md):
   - priority 1 (``MIRROR_PRIORITY``): IPv4/IPv6 TCP and UDP without a session rule ->
     a copy to the controller *and* goto table 1 (the switch keeps forwarding: the
     session never waits for the controller).
-  - priority 2 (``CHATTER_PRIORITY``): service chatter (DNS, DHCP, NTP, mDNS ... the
+  - priority 2 (``OVERLOAD_PRIORITY``): a device over its new-session quota (in_port +
+    eth_src) -> goto table 1 without a copy, or drop (the policy's ``on_overload``); and
+    traffic to it (eth_dst) -> goto table 1 without a copy; hard timeout, cookie
+    ``OVERLOAD_COOKIE``. Its classified sessions keep their own rules (priority 100).
+  - priority 3 (``CHATTER_PRIORITY``): service chatter (DNS, DHCP, NTP, mDNS ... the
     bundle's filter ports) -> goto table 1, never mirrored.
   - priority 100 (``SESSION_PRIORITY``): one exact 5-tuple rule per direction of a
     classified session: meter, set_field ip_dscp, set_queue, goto table 1 (or no
@@ -33,7 +37,8 @@ FORWARD_TABLE = 1
 
 MISS_PRIORITY = 0
 MIRROR_PRIORITY = 1
-CHATTER_PRIORITY = 2
+OVERLOAD_PRIORITY = 2
+CHATTER_PRIORITY = 3
 SESSION_PRIORITY = 100
 FORWARD_PRIORITY = 1
 
@@ -46,6 +51,8 @@ COOKIE_TAG = 0x4547 << 48
 COOKIE_TAG_MASK = 0xFFFF << 48
 #: Cookie of the base pipeline rules.
 BASE_COOKIE = 0x4547 << 48 | ((1 << 48) - 1)
+#: Cookie of the overload rules of devices over their new-session quota.
+OVERLOAD_COOKIE = BASE_COOKIE - 1
 
 FORWARD_IDLE_TIMEOUT = 300
 
@@ -60,7 +67,7 @@ def session_cookie(sid: int, direction: int) -> int:
 
 def decode_cookie(cookie: int) -> tuple[int, int] | None:
     """(session id, direction) of a session rule's cookie, None for other cookies."""
-    if cookie & COOKIE_TAG_MASK != COOKIE_TAG or cookie == BASE_COOKIE:
+    if cookie & COOKIE_TAG_MASK != COOKIE_TAG or cookie in (BASE_COOKIE, OVERLOAD_COOKIE):
         return None
     low = cookie & ~COOKIE_TAG_MASK
     return low >> 1, low & 1
@@ -224,6 +231,19 @@ def base_pipeline(chatter_ports: Iterable[int] = ()) -> list[FlowRule]:
                                            f"{l4}_{side}": port},
                                           goto=FORWARD_TABLE, cookie=BASE_COOKIE))
     return rules
+
+
+def overload_rules(in_port: int, mac: str, action: str, seconds: int) -> list[FlowRule]:
+    """A device over its new-session quota, for ``seconds``: what it sends on ``in_port``
+    is no longer copied to the controller (``action`` ``forward``: goto table 1;
+    ``drop``: dropped), nor is what is sent to it. Rules of its classified sessions
+    (priority 100) and chatter (priority 3) still win."""
+    common = dict(hard_timeout=max(1, int(seconds)), cookie=OVERLOAD_COOKIE)
+    sent = FlowRule(SESSION_TABLE, OVERLOAD_PRIORITY, {"in_port": in_port, "eth_src": mac},
+                    goto=None if action == "drop" else FORWARD_TABLE, **common)
+    received = FlowRule(SESSION_TABLE, OVERLOAD_PRIORITY, {"eth_dst": mac},
+                        goto=FORWARD_TABLE, **common)
+    return [sent, received]
 
 
 def controller_meter(rate_pps: int, burst: int | None = None) -> list[MeterRule]:

@@ -217,7 +217,10 @@ def test_packet_in_flood(ovs, mininet_slot, tmp_path, demo_bundle):
     rate, pir, bound = 3000, 500, 1500
     r = run_flood(ovs, "egwr2", rate=rate, seconds=4.0, packet_in_rate=pir,
                   max_sessions=bound, per_port=256, workdir=str(tmp_path),
-                  model=str(demo_bundle))
+                  model=str(demo_bundle),
+                  # the meter and table bounds alone: the per-device quota, which would
+                  # stop the flood's copies at the switch, is tested below
+                  extra_args=["--egw-device-session-rate", "0"])
     summary = {k: v for k, v in r.items() if k not in ("meter_stats", "meters", "log_tail")}
     assert r["achieved_rate"] >= 0.8 * rate, summary
     assert re.search(r"meter=controller pktps( burst)? bands=\s*type=drop rate=500",
@@ -229,4 +232,30 @@ def test_packet_in_flood(ovs, mininet_slot, tmp_path, demo_bundle):
     assert r["sessions_active_end"] <= bound and r["sessions_active_5s"] <= bound, summary
     assert r["rss_kb_after_5s"] <= r["rss_kb_after"] + 4096, summary     # flat once over
     assert r["flood"]["loss"] <= 0.02 and r["flood"]["p95_ms"] <= 20.0, summary
+    assert "Traceback" not in r["log_tail"], r["log_tail"]
+
+
+@pytest.mark.timeout(150)
+def test_flood_fairness_one_device_floods_another_is_still_classified(ovs, mininet_slot,
+                                                                      tmp_path, demo_bundle):
+    """fl1 opens 3000 new sessions/s for 4 s. With the per-device quota the switch stops
+    copying fl1's packets to the controller (overload rules), the controller meter no
+    longer drops, and rt1's voip session, opened during the flood, is classified and
+    marked EF from its second packet on; rt1's p2p session stays dropped throughout.
+    (benchmarks/bench_fairness.py runs the same without the quota: there the meter drops
+    most packet-ins and the voip session waits for one of its packets to get through.)"""
+    from benchmarks.bench_fairness import run_fairness
+
+    r = run_fairness(ovs, "egwr3", quota=True, rate=3000, seconds=4.0, packet_in_rate=300,
+                     workdir=str(tmp_path), model=str(demo_bundle))
+    summary = {k: v for k, v in r.items() if k not in ("meter_stats", "log_tail")}
+    assert r["achieved_rate"] >= 0.8 * 3000, summary
+    assert r["p2p_before"] == {"class": "p2p", "action": "drop"}, summary
+    assert r["arrived"]["p2p_during"] == 0, summary            # still dropped
+    assert r["voip"]["class"] == "voip" and r["voip"]["dscp"] == 46, summary
+    assert r["voip_before_ef"] <= 3, summary                  # classified at once
+    assert r["overloads"] == 1 and r["overloaded"], summary
+    assert r["packet_ins"]["mirror"] <= 200, summary           # the flood stopped at its burst
+    assert (r["controller_meter_dropped"] or 0) <= 0.02 * r["sent"], summary
+    assert r["arrived"]["flood"] >= 0.95 * r["sent"], summary  # on_overload: forward
     assert "Traceback" not in r["log_tail"], r["log_tail"]

@@ -28,6 +28,12 @@ def test_smart_home_doc_tables_match_their_json():
     assert models_doc.check_file(doc) == []
 
 
+def test_operations_doc_tables_match_their_json():
+    doc = models_doc.REPO / "docs" / "operations.md"
+    assert "flood-fairness" in {m["name"] for m in models_doc.BLOCK.finditer(doc.read_text())}
+    assert models_doc.check_file(doc) == []
+
+
 def test_a_changed_figure_is_caught(tmp_path, monkeypatch):
     """The check is real: edit one figure in a copy of the JSON and the doc no longer matches."""
     res = json.loads((models_doc.RESULTS / "families.json").read_text())

@@ -36,7 +36,7 @@ from tests.unit.test_gateway_engine import POLICY  # the same test policy as the
 
 SCALE = max(1, int(os.environ.get("EGW_FUZZ_SCALE", "1")))
 LAN, WAN, OTHER = 1, 2, 3
-OUTCOMES = ("mirrored", "duplicate", "ignored", "malformed", "shed")
+OUTCOMES = ("mirrored", "duplicate", "ignored", "malformed", "shed", "overload")
 
 
 PREPROCESSES = [
