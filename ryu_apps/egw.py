@@ -26,7 +26,7 @@ from ryu.ofproto import ofproto_v1_3
 from ryu_apps import egw_flags, ofmsg
 from ryu_apps.gateway.auth import ENV_TOKEN, Guard, find_token
 from ryu_apps.gateway.core import Gateway
-from ryu_apps.gateway.rest import APP_KEY, GatewayController
+from ryu_apps.gateway.rest import APP_KEY, GatewayController, set_socket_timeout
 from ryu_apps.gateway.rules import SESSION_TABLE
 
 CONF = cfg.CONF
@@ -60,6 +60,7 @@ class EdgeGateway(app_manager.RyuApp):
         self.datapaths: dict[int, object] = {}
         self._flush_scheduled = False
         kwargs["wsgi"].register(GatewayController, {APP_KEY: self})
+        set_socket_timeout(CONF.egw_api_socket_timeout, self.logger)
         # Own loops (not in self.threads: RyuApp.stop joins those), killed in stop().
         self._loops = [hub.spawn(self._every, 0.25, self.gw.tick)]
         watch = [x for x in (CONF.egw_policy_watch, CONF.egw_model_watch) if x > 0]

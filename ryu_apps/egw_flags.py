@@ -39,6 +39,9 @@ OPTS = [
                      "on the gateway itself)"),
     cfg.FloatOpt("egw-api-fail-delay", default=0.2, min=0.0, max=5.0,
                  help="seconds a request with a bad or missing token waits for its 401"),
+    cfg.FloatOpt("egw-api-socket-timeout", default=30.0, min=0.0,
+                 help="seconds a REST client connection may stay silent (mid-request or "
+                      "kept alive) before it is closed (0: never)"),
     cfg.IntOpt("egw-max-sessions", default=10000, min=1,
                help="session table size (oldest sessions evicted beyond it)"),
     cfg.IntOpt("egw-mirror-max-packets", default=32, min=1,

@@ -10,9 +10,11 @@
 #      tcpdump, ping, python3-venv (only those missing; apt-get update only when needed).
 #   2. A virtual environment in the project (.venv, git-ignored) with pinned versions
 #      (constraints.txt).
-#   3. Ryu 4.34 built from its sdist with patches/ryu-4.34-eventlet-already-handled.patch
-#      (ryu.app.wsgi imports eventlet.wsgi.ALREADY_HANDLED, removed in eventlet 0.33.3), with
-#      setuptools<68, wheel and pbr in the venv and --no-build-isolation.
+#   3. Ryu 4.34 built from its sdist with patches/ryu-4.34-*.patch: eventlet-already-handled
+#      (ryu.app.wsgi imports eventlet.wsgi.ALREADY_HANDLED, removed in eventlet 0.33.3) and
+#      wsgi-socket-timeout (hub.WSGI_SOCKET_TIMEOUT, passed to eventlet.wsgi.server, so the
+#      app can close silent REST clients), with setuptools<68, wheel and pbr in the venv and
+#      --no-build-isolation.
 #   4. This project, editable, with the train, emulate and test extras.
 set -euo pipefail
 
@@ -20,7 +22,7 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="${EGW_VENV:-$ROOT/.venv}"
 CACHE="$ROOT/.bootstrap"
 RYU_VERSION=4.34
-PATCH="$ROOT/patches/ryu-4.34-eventlet-already-handled.patch"
+PATCHES=("$ROOT"/patches/ryu-4.34-*.patch)
 APT_PACKAGES=(openvswitch-switch mininet iperf3 iproute2 ethtool tcpdump iputils-ping
               python3-venv python3-dev patch)
 
@@ -45,7 +47,7 @@ fi
 
 # ---- 2-4. Python environment ------------------------------------------------------------
 stamp_inputs() {
-    cat "$ROOT/constraints.txt" "$ROOT/setup.cfg" "$ROOT/pyproject.toml" "$PATCH" \
+    cat "$ROOT/constraints.txt" "$ROOT/setup.cfg" "$ROOT/pyproject.toml" "${PATCHES[@]}" \
         "$ROOT/scripts/bootstrap.sh" | sha256sum | cut -d' ' -f1
 }
 STAMP="$VENV/.egw-bootstrap"
@@ -67,12 +69,14 @@ PIP=("$VENV/bin/python" -m pip --disable-pip-version-check -q)
 if ! "$VENV/bin/python" - <<'EOF' 2>/dev/null
 import importlib.metadata as m, pathlib, sys
 import ryu
-ok = m.version("ryu") == "4.34" and "ALREADY_HANDLED = []" in (
-    pathlib.Path(ryu.__file__).parent / "app" / "wsgi.py").read_text()
+root = pathlib.Path(ryu.__file__).parent
+ok = (m.version("ryu") == "4.34"
+      and "ALREADY_HANDLED = []" in (root / "app" / "wsgi.py").read_text()
+      and "WSGI_SOCKET_TIMEOUT" in (root / "lib" / "hub.py").read_text())
 sys.exit(0 if ok else 1)
 EOF
 then
-    say "building Ryu $RYU_VERSION from its sdist with the eventlet patch"
+    say "building Ryu $RYU_VERSION from its sdist with patches/ryu-$RYU_VERSION-*.patch"
     mkdir -p "$CACHE"
     if [ ! -f "$CACHE/ryu-$RYU_VERSION.tar.gz" ]; then
         "${PIP[@]}" download --no-deps --no-binary :all: --no-build-isolation \
@@ -80,7 +84,9 @@ then
     fi
     rm -rf "$CACHE/ryu-$RYU_VERSION"
     tar -xzf "$CACHE/ryu-$RYU_VERSION.tar.gz" -C "$CACHE"
-    patch -s -p1 -d "$CACHE/ryu-$RYU_VERSION" < "$PATCH"
+    for p in "${PATCHES[@]}"; do
+        patch -s -p1 -d "$CACHE/ryu-$RYU_VERSION" < "$p"
+    done
     "${PIP[@]}" install -c "$ROOT/constraints.txt" --no-build-isolation "$CACHE/ryu-$RYU_VERSION"
 fi
 

@@ -27,6 +27,20 @@ from .auth import page_params
 APP_KEY = "egw_app"
 
 
+def set_socket_timeout(seconds: float, logger) -> bool:
+    """Close REST client connections silent for ``seconds`` (0: never). Needs Ryu built with
+    patches/ryu-4.34-wsgi-socket-timeout.patch (``hub.WSGI_SOCKET_TIMEOUT``, read when the
+    WSGI server starts, i.e. after the apps' constructors); returns False, logged, without."""
+    from ryu.lib import hub
+
+    if not hasattr(hub, "WSGI_SOCKET_TIMEOUT"):
+        logger.warning("REST socket timeout not set: this Ryu lacks "
+                       "patches/ryu-4.34-wsgi-socket-timeout.patch (run scripts/bootstrap.sh)")
+        return False
+    hub.WSGI_SOCKET_TIMEOUT = seconds if seconds > 0 else None
+    return True
+
+
 def _json(obj, status=200) -> Response:
     return Response(status=status, content_type="application/json", charset="utf-8",
                     body=json.dumps(obj, indent=1, default=str).encode())

@@ -38,3 +38,26 @@ def test_wsgi_controller_registers_and_answers(tmp_path):
                 time.sleep(0.2)
         assert body == {"hello": "egw", "ryu": "ok"}
     assert "ImportError" not in ryu.log_tail(200)
+
+
+@pytest.mark.timeout(90)
+def test_rest_closes_a_silent_client_after_the_socket_timeout(tmp_path):
+    """The gateway app sets Ryu's WSGI socket timeout (patches/ryu-4.34-wsgi-socket-timeout
+    .patch, --egw-api-socket-timeout): a client that sends half a request and goes silent
+    is disconnected after the timeout, while a second client is answered meanwhile."""
+    import socket
+
+    with RyuProcess(extra_args=["--egw-api-socket-timeout", "1.5"],
+                    log_path=tmp_path / "ryu.log", wait_for="ws") as ryu:
+        slow = socket.create_connection(("127.0.0.1", ryu.ws_port), timeout=10)
+        slow.sendall(b"GET /egw/health HTTP/1.1\r\nHost: x\r\n")      # no blank line: unfinished
+        t0 = time.monotonic()
+        with urllib.request.urlopen(f"{ryu.rest_url}/egw/health", timeout=5) as resp:
+            assert json.loads(resp.read())["ok"] in (True, False)    # others are served
+        try:
+            closed = slow.recv(1024) == b""
+        except (ConnectionResetError, TimeoutError, socket.timeout) as exc:
+            closed = not isinstance(exc, (TimeoutError, socket.timeout))
+        waited = time.monotonic() - t0
+        slow.close()
+        assert closed and 1.0 <= waited <= 8.0, (closed, waited, ryu.log_tail())
