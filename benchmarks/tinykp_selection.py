@@ -29,6 +29,11 @@ VARIANTS = [
      {}, "oof-boosted"),
     ("oof200a7", "out-of-fold distillation, alpha 0.7, 200 epochs", {"distill_alpha": 0.7, "epochs": 200},
      "oof-boosted"),
+    ("oof200", "out-of-fold distillation, alpha 0.5, 200 epochs", {"epochs": 200}, "oof-boosted"),
+    ("ens2oof120", "two towers (width 32, conv 12/16) averaged in one model, out-of-fold distillation",
+     {"towers": 2, "width": 32, "conv1": 12, "conv2": 16}, "oof-boosted"),
+    ("ens3oof120", "three towers (width 24, conv 8/12) averaged in one model, out-of-fold distillation",
+     {"towers": 3, "width": 24, "conv1": 8, "conv2": 12}, "oof-boosted"),
 ]
 
 

@@ -36,12 +36,14 @@ import numpy as np
 from classifier.nn.common import keras
 
 DEFAULTS = {"epochs": 120, "batch_size": 64, "learning_rate": 3e-3, "emb": 8, "width": 48,
-            "conv1": 16, "conv2": 24, "meta_width": 8, "head": "pool", "dropout": 0.3, "label_smoothing": 0.05,
+            "conv1": 16, "conv2": 24, "meta_width": 8, "head": "pool", "dropout": 0.3,
+            "label_smoothing": 0.05, "towers": 1,
             "packet_drop": 0.3, "byte_dropout": 0.05, "distill_alpha": 0.5}
 
 
 #: the options of ``build`` (the rest of DEFAULTS are training options)
-ARCH = ("emb", "width", "conv1", "conv2", "meta_width", "head", "dropout", "label_smoothing")
+ARCH = ("emb", "width", "conv1", "conv2", "meta_width", "head", "dropout", "label_smoothing",
+        "towers")
 
 
 @keras.saving.register_keras_serializable(package="egw")
@@ -60,39 +62,24 @@ def build(input_shape, n_classes: int, learning_rate: float = DEFAULTS["learning
           conv1: int = DEFAULTS["conv1"], conv2: int = DEFAULTS["conv2"],
           dropout: float = DEFAULTS["dropout"], steps: int | None = None,
           meta_width: int = DEFAULTS["meta_width"], head: str = DEFAULTS["head"],
-          label_smoothing: float = DEFAULTS["label_smoothing"]) -> keras.Model:
+          label_smoothing: float = DEFAULTS["label_smoothing"],
+          towers: int = DEFAULTS["towers"]) -> keras.Model:
+    """``towers`` > 1: that many independent networks of the same shape, trained together,
+    their class probabilities averaged (an ensemble inside one model: one input, one
+    output, one int8 file)."""
     shape = tuple(int(d) for d in input_shape)
     if len(shape) != 2 or shape[1] < 4:
         raise ValueError(f"tinykp needs kpackets input (k, n_bytes + 3), got {shape}")
-    k, n = shape[0], shape[1] - 3
-    inp = keras.Input(shape=shape, name="x")
-    # bytes | length, direction | inter-arrival (dropped), with standard slicing layers
-    t = keras.layers.Permute((2, 1))(inp)                                  # (n+3, k)
-    byt = keras.layers.Permute((2, 1))(keras.layers.Cropping1D((0, 3))(t))  # (k, n)
-    meta = keras.layers.Permute((2, 1))(keras.layers.Cropping1D((n, 1))(t))  # (k, 2)
-    x = keras.layers.Embedding(256, emb, name="byte_embedding")(ByteIndex(name="byte_index")(byt))
-    x = keras.layers.Conv2D(conv1, (1, 3), strides=(1, 2), padding="same", activation="relu",
-                            name="bytes_conv1")(x)
-    x = keras.layers.Conv2D(conv2, (1, 3), strides=(1, 2), padding="same", activation="relu",
-                            name="bytes_conv2")(x)
-    after = -(-(-(-n // 2)) // 2)    # two stride-2 'same' convolutions: ceil(ceil(n/2)/2)
-    x = keras.layers.Reshape((k, after * conv2))(x)
-    x = keras.layers.Dense(width, activation="relu", name="packet_enc")(x)
-    # length and direction through their own small layer: a Concatenate shares one int8
-    # scale between its inputs and output, and with the raw input in it that scale would
-    # reach back to the model's input and blur the bytes the embedding indexes
-    meta = keras.layers.Dense(meta_width, activation="relu", name="meta_enc")(meta)
-    x = keras.layers.Concatenate()([x, meta])
-    x = keras.layers.Dropout(dropout / 2)(x)
-    x = keras.layers.Conv1D(width, 3, padding="same", activation="relu", name="across_packets")(x)
-    pooled = [keras.layers.GlobalMaxPooling1D()(x), keras.layers.GlobalAveragePooling1D()(x)]
-    if head == "pool+flat":      # also each packet in its place: the first ones say the most
-        pooled.append(keras.layers.Flatten()(x))
-    elif head != "pool":
+    if head not in ("pool", "pool+flat"):
         raise ValueError(f"head must be 'pool' or 'pool+flat', not {head!r}")
-    x = keras.layers.Concatenate()(pooled)
-    x = keras.layers.Dropout(dropout)(x)
-    out = keras.layers.Dense(n_classes, activation="softmax", name="probs")(x)
+    inp = keras.Input(shape=shape, name="x")
+    arch = dict(emb=emb, width=width, conv1=conv1, conv2=conv2, dropout=dropout,
+                meta_width=meta_width, head=head)
+    if int(towers) <= 1:
+        out = _tower(inp, shape, n_classes, "", **arch)
+    else:
+        out = keras.layers.Average(name="probs")(
+            [_tower(inp, shape, n_classes, f"t{i}_", **arch) for i in range(int(towers))])
     model = keras.Model(inp, out, name="tinykp")
     lr = (keras.optimizers.schedules.CosineDecay(learning_rate, steps, alpha=0.02)
           if steps else learning_rate)
@@ -100,6 +87,39 @@ def build(input_shape, n_classes: int, learning_rate: float = DEFAULTS["learning
                   loss=keras.losses.CategoricalCrossentropy(label_smoothing=label_smoothing),
                   metrics=["accuracy"])
     return model
+
+
+def _tower(inp, shape, n_classes, prefix, *, emb, width, conv1, conv2, dropout, meta_width,
+           head):
+    """One network from the input to its class probabilities (names prefixed)."""
+    k, n = shape[0], shape[1] - 3
+    # bytes | length, direction | inter-arrival (dropped), with standard slicing layers
+    t = keras.layers.Permute((2, 1))(inp)                                  # (n+3, k)
+    byt = keras.layers.Permute((2, 1))(keras.layers.Cropping1D((0, 3))(t))  # (k, n)
+    meta = keras.layers.Permute((2, 1))(keras.layers.Cropping1D((n, 1))(t))  # (k, 2)
+    idx = ByteIndex(name=f"{prefix}byte_index")(byt)
+    x = keras.layers.Embedding(256, emb, name=f"{prefix}byte_embedding")(idx)
+    x = keras.layers.Conv2D(conv1, (1, 3), strides=(1, 2), padding="same", activation="relu",
+                            name=f"{prefix}bytes_conv1")(x)
+    x = keras.layers.Conv2D(conv2, (1, 3), strides=(1, 2), padding="same", activation="relu",
+                            name=f"{prefix}bytes_conv2")(x)
+    after = -(-(-(-n // 2)) // 2)    # two stride-2 'same' convolutions: ceil(ceil(n/2)/2)
+    x = keras.layers.Reshape((k, after * conv2))(x)
+    x = keras.layers.Dense(width, activation="relu", name=f"{prefix}packet_enc")(x)
+    # length and direction through their own small layer: a Concatenate shares one int8
+    # scale between its inputs and output, and with the raw input in it that scale would
+    # reach back to the model's input and blur the bytes the embedding indexes
+    meta = keras.layers.Dense(meta_width, activation="relu", name=f"{prefix}meta_enc")(meta)
+    x = keras.layers.Concatenate()([x, meta])
+    x = keras.layers.Dropout(dropout / 2)(x)
+    x = keras.layers.Conv1D(width, 3, padding="same", activation="relu",
+                            name=f"{prefix}across_packets")(x)
+    pooled = [keras.layers.GlobalMaxPooling1D()(x), keras.layers.GlobalAveragePooling1D()(x)]
+    if head == "pool+flat":      # also each packet in its place: the first ones say the most
+        pooled.append(keras.layers.Flatten()(x))
+    x = keras.layers.Concatenate()(pooled)
+    x = keras.layers.Dropout(dropout)(x)
+    return keras.layers.Dense(n_classes, activation="softmax", name=f"{prefix}probs")(x)
 
 
 def augment(X: np.ndarray, rng: np.random.Generator, packet_drop: float, byte_dropout: float

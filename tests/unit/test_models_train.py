@@ -114,9 +114,11 @@ def test_cli_help_and_user_errors(tmp_path, capsys):
     assert "bundle directory not found" in capsys.readouterr().err
 
 
-def test_tinykp_int8_keeps_bytes_exact_and_agrees_with_float(tmp_path):
+@pytest.mark.parametrize("towers", [1, 2])
+def test_tinykp_int8_keeps_bytes_exact_and_agrees_with_float(tmp_path, towers):
     """The int8 model's input scale stays 1/255 (each byte its own level, so the embedding
-    indexes the right row) and the int8 model answers like the float one."""
+    indexes the right row) and the int8 model answers like the float one; with two towers
+    too (their probabilities averaged in one model)."""
     from ai_edge_litert.interpreter import Interpreter
 
     from classifier.export import bundle_from_keras
@@ -125,10 +127,15 @@ def test_tinykp_int8_keeps_bytes_exact_and_agrees_with_float(tmp_path):
 
     set_seed(0)
     X, y = _kpackets_npz(tmp_path / "d.npz", n=150)
-    m = tinykp.build(X.shape[1:], 3, conv1=8, conv2=8, width=16)
+    m = tinykp.build(X.shape[1:], 3, conv1=8, conv2=8, width=16, towers=towers)
     Y = np.eye(3, dtype=np.float32)[y]
     loop.fit(m, loop.Batches(X, Y, batch_size=32), 15)
-    assert isinstance(m.get_layer("byte_index"), tinykp.ByteIndex)
+    if towers == 1:
+        assert isinstance(m.get_layer("byte_index"), tinykp.ByteIndex)
+    else:       # the output is the mean of the towers' probabilities
+        heads = keras.Model(m.input, [m.get_layer(f"t{i}_probs").output for i in range(towers)])
+        np.testing.assert_allclose(np.mean(heads.predict_on_batch(X[:5]), 0),
+                                   m.predict_on_batch(X[:5]), atol=1e-5)
     bundle_from_keras(m, tmp_path / "b", ["x", "y", "z"], Preprocess(repr="kpackets", k=3, n_bytes=6), X)
     it = Interpreter(model_path=str(tmp_path / "b" / "model.int8.tflite"))
     scale, zero = it.get_input_details()[0]["quantization"]
