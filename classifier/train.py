@@ -224,7 +224,7 @@ def train(model: str, data: str, out: str, labeled_per_class: int | None = None,
             a = d["distill_alpha"]
             if teacher == OOF_TEACHER:
                 from classifier.nn import forest
-                soft = forest.out_of_fold_boosted(Xl, yl, ds.session[tr_lab], seed=seed,
+                soft = forest.out_of_fold_boosted(Xl, yl, ds.session[tr_lab], K, seed=seed,
                                                   drop_last_column=True, log=log)
                 distill = {"teacher": OOF_TEACHER, "alpha": a, "folds": 5,
                            "teacher_options": dict(forest.BOOSTED_DEFAULTS)}

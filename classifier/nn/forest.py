@@ -176,14 +176,15 @@ def fit_boosted(X, y, seed: int = 0, max_iter: int = 100, max_leaf_nodes: int = 
     return hgb
 
 
-def out_of_fold_boosted(X, y, groups, folds: int = 5, seed: int = 0,
+def out_of_fold_boosted(X, y, groups, n_classes: int, folds: int = 5, seed: int = 0,
                         drop_last_column: bool = False, log=None) -> np.ndarray:
-    """Class probabilities of boosted trees for every row of (X, y), each from a model that
-    did not see that row's session (``folds`` folds grouped by session): soft targets for
+    """Class probabilities (``n_classes`` columns: the dataset's labels, also those with no
+    training row) of boosted trees for every row of (X, y), each from a model that did not
+    see that row's session (``folds`` folds grouped by session): soft targets for
     distillation that carry the teacher's real uncertainty, not its memory of the row."""
     from sklearn.model_selection import GroupKFold
 
-    K = int(y.max()) + 1
+    K = int(n_classes)
     out = np.zeros((len(y), K), np.float32)
     for i, (tr, te) in enumerate(GroupKFold(n_splits=folds).split(X, y, groups)):
         m = fit_boosted(X[tr], y[tr], seed=seed, drop_last_column=drop_last_column,

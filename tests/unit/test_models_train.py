@@ -178,3 +178,21 @@ def test_knn_in_litert_answers_like_sklearn(tmp_path):
     ref = KNeighborsClassifier(3).fit(signed_sizes(X[tr]), y[tr]).predict_proba(signed_sizes(X))
     got = load_bundle(tmp_path / "k").predict(X)
     assert (got.argmax(1) == ref.argmax(1)).mean() >= 0.97
+
+
+def test_out_of_fold_teacher_has_a_column_per_label_and_rows_from_other_folds():
+    """One column per dataset label (a label with no training row gets zeros), probabilities
+    that sum to 1, and each row scored by trees that never saw its session: a label planted
+    per session (and nowhere else) is not recalled out of fold."""
+    from classifier.nn.forest import out_of_fold_boosted
+
+    rng = np.random.default_rng(0)
+    n, sessions = 200, 40
+    groups = np.repeat(np.arange(sessions), n // sessions)
+    y = groups % 3                                    # three labels used, a fourth exists
+    X = rng.random((n, 4, 5)).astype(np.float32)
+    X[:, 0, 0] = groups / sessions                    # the session id, readable
+    p = out_of_fold_boosted(X, y, groups, n_classes=4, folds=5)
+    assert p.shape == (n, 4) and np.allclose(p.sum(1), 1, atol=1e-5)
+    assert np.all(p[:, 3] == 0)
+    assert (p.argmax(1) == y).mean() < 0.7           # not memorised: chance is 1/3
