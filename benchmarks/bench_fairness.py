@@ -32,10 +32,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from benchmarks.bench_flood import (_TOKEN, _csum, _get, _ip, _mac, flood_frames,  # noqa: E402
-                                    metric, send_flood, topo)
-from topologies.controller import RyuProcess  # noqa: E402
-from topologies.mininet_net import build_net, wait_connected  # noqa: E402
+from benchmarks.bench_flood import (_csum, _get, _ip, _mac, flood_frames,  # noqa: E402
+                                    flood_home, metric, send_flood)
 from topologies.netns import packet_socket  # noqa: E402
 
 VOIP = b"VOIP" + bytes(28)                       # the demo bundle's voip payload
@@ -118,25 +116,11 @@ def run_fairness(ovs, sw: str, *, quota: bool = True, rate: float = 3000,
             "--egw-device-session-rate", str(session_rate if quota else 0),
             "--egw-device-session-burst", str(session_burst),
             *(["--egw-model", model] if model else [])]
-    ryu = RyuProcess(extra_args=args, token=_TOKEN, log_path=workdir / f"ryu-{sw}.log").start()
-    try:
-        net = build_net(topo(sw), ryu.of_port)
-    except BaseException:
-        ryu.stop()
-        raise
     res: dict = {"quota": quota, "offered_rate": rate, "seconds": seconds,
                  "packet_in_rate": packet_in_rate, "on_overload": on_overload,
                  "device_session_rate": session_rate if quota else 0,
                  "device_session_burst": session_burst}
-    try:
-        net.start()
-        if not wait_connected(net, timeout=20):
-            raise RuntimeError("switch did not connect\n" + ryu.log_tail())
-        fl, rt, wan = net.get("fl1", "rt1", "fwan")
-        for h in (fl, rt):
-            out = h.cmd("ping -c 2 -i 0.2 -W 2", wan.IP())
-            if " 0% packet loss" not in out:
-                raise RuntimeError(out + ryu.log_tail())
+    with flood_home(sw, args, workdir) as (ryu, fl, rt, wan):
         url = ryu.rest_url
         counter = Counter(wan.pid, wan.defaultIntf().name)
         rt_sock = packet_socket(rt.pid, rt.defaultIntf().name)
@@ -215,9 +199,6 @@ def run_fairness(ovs, sw: str, *, quota: bool = True, rate: float = 3000,
                           "p2p_during": arrived.get(P2P_PORTS[1], 0),
                           "flood": arrived.get(FLOOD_DPORT, 0)}
         res["log_tail"] = ryu.log_tail(200)
-    finally:
-        net.stop()
-        ryu.stop()
     return res
 
 

@@ -15,6 +15,7 @@ runs with the packet-in meter off (``--egw-packet-in-rate 0``).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import re
 import socket
@@ -143,6 +144,32 @@ def probe(rt, wan_ip: str, seconds: float, rate: int = 50) -> dict:
             "max_ms": round(max(rtts), 3) if rtts else float("nan")}
 
 
+@contextlib.contextmanager
+def flood_home(sw: str, args: list[str], workdir: Path):
+    """ryu-manager with ``args`` and the flood topology on switch ``sw``, started, the
+    switch connected and both LAN hosts reaching the WAN host: yields (ryu, fl1, rt1, fwan);
+    stops what it started."""
+    ryu = RyuProcess(extra_args=args, token=_TOKEN, log_path=workdir / f"ryu-{sw}.log").start()
+    try:
+        net = build_net(topo(sw), ryu.of_port)
+    except BaseException:
+        ryu.stop()   # nothing else was started yet
+        raise
+    try:
+        net.start()
+        if not wait_connected(net, timeout=20):
+            raise RuntimeError("switch did not connect\n" + ryu.log_tail())
+        fl, rt, wan = net.get("fl1", "rt1", "fwan")
+        for h in (fl, rt):
+            out = h.cmd("ping -c 2 -i 0.2 -W 2", wan.IP())
+            if " 0% packet loss" not in out:
+                raise RuntimeError(out + ryu.log_tail())
+        yield ryu, fl, rt, wan
+    finally:
+        net.stop()
+        ryu.stop()
+
+
 def run_flood(ovs, sw: str, *, rate: float = 5000, seconds: float = 5.0,
               packet_in_rate: int = 1000, max_sessions: int = 10000,
               per_port: int = 1024, workdir: str | None = None, model: str | None = None,
@@ -153,23 +180,9 @@ def run_flood(ovs, sw: str, *, rate: float = 5000, seconds: float = 5.0,
             "--egw-packet-in-rate", str(packet_in_rate), "--egw-max-sessions", str(max_sessions),
             "--egw-max-mirroring-per-port", str(per_port), "--egw-stats-interval", "0",
             *(["--egw-model", model] if model else []), *(extra_args or [])]
-    ryu = RyuProcess(extra_args=args, token=_TOKEN, log_path=workdir / f"ryu-{sw}.log").start()
-    try:
-        net = build_net(topo(sw), ryu.of_port)
-    except BaseException:
-        ryu.stop()   # nothing else was started yet
-        raise
     res: dict = {"offered_rate": rate, "seconds": seconds, "packet_in_rate": packet_in_rate,
                  "max_sessions": max_sessions, "per_port": per_port}
-    try:
-        net.start()
-        if not wait_connected(net, timeout=20):
-            raise RuntimeError("switch did not connect\n" + ryu.log_tail())
-        fl, rt, wan = net.get("fl1", "rt1", "fwan")
-        for h in (fl, rt):
-            out = h.cmd("ping -c 2 -i 0.2 -W 2", wan.IP())
-            if " 0% packet loss" not in out:
-                raise RuntimeError(out + ryu.log_tail())
+    with flood_home(sw, args, workdir) as (ryu, fl, rt, wan):
         srv = HostProcess(wan, [sys.executable, "-m", "topologies.probe", "server",
                                 "--port", "9000", "--duration", str(seconds * 3 + 30)])
         time.sleep(0.5)
@@ -212,9 +225,6 @@ def run_flood(ovs, sw: str, *, rate: float = 5000, seconds: float = 5.0,
         res["sessions_active_5s"] = list(_get(f"{url}/egw/stats").values())[0]["sessions_active"]
         srv.stop()
         res["log_tail"] = ryu.log_tail(200)      # before the stop (SIGINT prints a trace)
-    finally:
-        net.stop()
-        ryu.stop()
     return res
 
 

@@ -256,6 +256,8 @@ def test_flood_fairness_one_device_floods_another_is_still_classified(ovs, minin
     assert r["voip_before_ef"] <= 3, summary                  # classified at once
     assert r["overloads"] == 1 and r["overloaded"], summary
     assert r["packet_ins"]["mirror"] <= 200, summary           # the flood stopped at its burst
-    assert (r["controller_meter_dropped"] or 0) <= 0.02 * r["sent"], summary
+    # only the flood's first moments, before its overload rules are in (without the
+    # quota the meter drops ~88 % of the flood: benchmarks/bench_fairness.py)
+    assert (r["controller_meter_dropped"] or 0) <= 0.1 * r["sent"], summary
     assert r["arrived"]["flood"] >= 0.95 * r["sent"], summary  # on_overload: forward
     assert "Traceback" not in r["log_tail"], r["log_tail"]
