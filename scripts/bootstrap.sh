@@ -4,16 +4,20 @@
 #
 #   scripts/bootstrap.sh            # Debian packages + .venv with the train, emulate and test extras
 #   EGW_VENV=/path scripts/bootstrap.sh
+#   EGW_EXTRAS=train,emulate,test,cluster scripts/bootstrap.sh   # also Ray (what ./egw.sh test uses)
 #
 # What it does:
 #   1. Debian packages: Open vSwitch, mnexec (package mininet), iperf3, iproute2, ethtool,
-#      tcpdump, ping, python3-venv (only those missing; apt-get update only when needed).
+#      tcpdump, ping, python3-venv, prometheus (its binaries only: the tests start their own on
+#      loopback; the system service is never used) (only those missing; apt-get update only
+#      when needed).
 #   2. A virtual environment in the project (.venv, git-ignored) with pinned versions
 #      (constraints.txt).
 #   3. Ryu 4.34 built from its sdist with patches/ryu-4.34-eventlet-already-handled.patch
 #      (ryu.app.wsgi imports eventlet.wsgi.ALREADY_HANDLED, removed in eventlet 0.33.3), with
 #      setuptools<68, wheel and pbr in the venv and --no-build-isolation.
-#   4. This project, editable, with the train, emulate and test extras.
+#   4. This project, editable, with the extras in EGW_EXTRAS (default train,emulate,test;
+#      `cluster` adds Ray for the --ray paths, about 250 MB).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -21,8 +25,9 @@ VENV="${EGW_VENV:-$ROOT/.venv}"
 CACHE="$ROOT/.bootstrap"
 RYU_VERSION=4.34
 PATCH="$ROOT/patches/ryu-4.34-eventlet-already-handled.patch"
+EXTRAS="${EGW_EXTRAS:-train,emulate,test}"
 APT_PACKAGES=(openvswitch-switch mininet iperf3 iproute2 ethtool tcpdump iputils-ping
-              python3-venv python3-dev patch)
+              python3-venv python3-dev patch prometheus)
 
 say() { printf '[bootstrap] %s\n' "$*"; }
 
@@ -46,7 +51,7 @@ fi
 # ---- 2-4. Python environment ------------------------------------------------------------
 stamp_inputs() {
     cat "$ROOT/constraints.txt" "$ROOT/setup.cfg" "$ROOT/pyproject.toml" "$PATCH" \
-        "$ROOT/scripts/bootstrap.sh" | sha256sum | cut -d' ' -f1
+        "$ROOT/scripts/bootstrap.sh" <(echo "$EXTRAS") | sha256sum | cut -d' ' -f1
 }
 STAMP="$VENV/.egw-bootstrap"
 want="$(stamp_inputs)"
@@ -84,8 +89,8 @@ then
     "${PIP[@]}" install -c "$ROOT/constraints.txt" --no-build-isolation "$CACHE/ryu-$RYU_VERSION"
 fi
 
-say "installing sdn-egw and its dependencies (pinned by constraints.txt)"
-"${PIP[@]}" install -c "$ROOT/constraints.txt" --no-build-isolation -e "$ROOT[train,emulate,test]"
+say "installing sdn-egw and its dependencies, extras $EXTRAS (pinned by constraints.txt)"
+"${PIP[@]}" install -c "$ROOT/constraints.txt" --no-build-isolation -e "$ROOT[$EXTRAS]"
 
 "$VENV/bin/ryu-manager" --version >/dev/null 2>&1 || { say "ryu-manager does not start"; exit 1; }
 echo "$want" > "$STAMP"
