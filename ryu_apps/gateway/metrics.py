@@ -114,6 +114,16 @@ class Metrics:
         self.policy_reloads = Counter(
             "egw_policy_reloads", "Policy reloads, by result (ok, rejected)", ["result"],
             registry=r)
+        self.sessions_max = Gauge(
+            "egw_sessions_max", "The session table's bound (egw-max-sessions): beyond it "
+            "the oldest sessions are evicted", registry=r)
+        self.switch_connected = Gauge(
+            "egw_switch_connected", "1 while the switch's OpenFlow connection is up, 0 after "
+            "it dropped", registry=r)
+        self.packet_in_meter_dropped = Counter(
+            "egw_packet_in_meter_dropped", "Packet-ins the switch's controller meter "
+            "(OFPM_CONTROLLER, egw-packet-in-rate) dropped, from its meter statistics",
+            registry=r)
 
     def switch(self, dp_id: int | None) -> SwitchMetrics:
         """This process's metrics as seen by one switch (``dp_id`` label filled in)."""
