@@ -92,6 +92,8 @@ class GatewayEngine:
         #: the controller meter's drop count at the last meter-stats reply
         self._meter_dropped = 0
         self.metrics.sessions_max.set(max_sessions)
+        self.metrics.zero(packet_ins=("mirror", "forward", "duplicate", "ignored", "shed"),
+                          packet_in_meter_dropped=())
         #: the audit trail: ``audit(event, **fields)`` (see audit.py), set by the Gateway
         self.audit: Callable[..., None] | None = None
         #: wan_port: the uplink (the device of a session is its other end);

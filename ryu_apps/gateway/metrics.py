@@ -57,6 +57,16 @@ class SwitchMetrics:
     def switch(self, dp_id: int | None) -> "SwitchMetrics":
         return self if dp_id == self.dp_id else SwitchMetrics(self._root, dp_id)
 
+    def zero(self, **label_values) -> None:
+        """Create these series at 0 now (``name=(label value, ...)``, ``name=()`` for a
+        metric with no label but ``dp_id``): Prometheus's ``increase()`` and ``rate()``
+        do not count a series' first sample, so a counter that appears at 5 is not seen
+        rising (the alert rules in deploy/prometheus rely on this)."""
+        for name, values in label_values.items():
+            metric = getattr(self, name)
+            for v in values or [None]:
+                (metric if v is None else metric.labels(v)).inc(0)
+
     def render(self) -> bytes:
         return self._root.render()
 

@@ -33,6 +33,17 @@ def test_switch_connection_and_session_bound_are_gauges():
     assert _value(m, "egw_switch_connected") == 1
 
 
+def test_counters_alerted_on_exist_at_zero_from_the_start():
+    """increase() does not count a series' first sample: a shed or drop counter must
+    exist at 0 before its first increment for the alerts to see it rise."""
+    m = Metrics()
+    _engine(m)
+    assert _value(m, "egw_packet_in_meter_dropped_total") == 0
+    for kind in ("shed", "mirror", "duplicate"):
+        assert m.registry.get_sample_value(
+            "egw_packet_ins_total", {"dp_id": "%016x" % 7, "kind": kind}) == 0
+
+
 def test_controller_meter_drops_are_counted_from_the_switch_meter_stats():
     m = Metrics()
     eng = _engine(m, packet_in_rate=100)
