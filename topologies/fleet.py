@@ -73,15 +73,16 @@ class Fleet:
         return self.net.get(f"h{i}{name}")
 
     def replay(self, i: int, sessions: dict[str, list], device: str | None = None,
-               gap: float = 0.01) -> list:
+               gap: float = 0.01, first_port: int = 30000) -> list:
         """Replay captured sessions (``{label: [CapturedSession]}``) between a device of
-        home ``i`` and its internet host, through that home's gateway."""
+        home ``i`` and its internet host, through that home's gateway; the client ports
+        count from ``first_port`` (a new range makes new sessions)."""
         from topologies.replay import Replayer, rewrite
 
         dev = self.host(i, device or self.devices[0].name)
         inet = self.host(i, "inet")
         flat = [cs for label in sorted(sessions) for cs in sessions[label]]
-        rs = [rewrite(cs, k, dev.name, dev.IP(), dev.MAC(), inet.IP(), inet.MAC(), 30000 + k)
+        rs = [rewrite(cs, k, dev.name, dev.IP(), dev.MAC(), inet.IP(), inet.MAC(), first_port + k)
               for k, cs in enumerate(flat)]
         rp = Replayer({n.name: (n.pid, n.defaultIntf().name) for n in (dev, inet)},
                       server_host=inet.name)

@@ -2,8 +2,10 @@
 per home (sessions by class, active sessions, packet-in drops) is each gateway's REST view."""
 from __future__ import annotations
 
+import json
 import os
 import time
+from pathlib import Path
 
 import pytest
 
@@ -22,6 +24,7 @@ if prometheus_binary() is None:
 HOME2 = ["--egw-max-mirroring-per-port", "1", "--egw-packet-in-rate", "20",
          "--egw-packet-in-burst", "10"]
 FAST = ["--egw-stats-interval", "1"]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _by(prom, expr: str, label: str) -> dict[str, float]:
@@ -81,3 +84,9 @@ def test_prometheus_sees_each_home_as_its_gateway_does(ovs, mininet_slot, tmp_pa
             assert time.monotonic() < deadline, "no EgwPacketInsShed alert"
             time.sleep(0.5)
         assert {a["metric"]["home"] for a in alerts} == {home_label(2)}
+        # every query of the Grafana dashboard is valid PromQL with data behind it
+        dash = json.loads((REPO / "deploy" / "grafana" / "egw.json").read_text())
+        empty = [t["expr"] for p in dash["panels"] for t in p["targets"]
+                 if not fleet.prom.query(t["expr"].replace("$home", ".*"))]
+        assert not [e for e in empty if "sessions_classified" in e or "packet_ins" in e
+                    or "sessions_active" in e or "switch_connected" in e], empty

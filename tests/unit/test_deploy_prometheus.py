@@ -1,8 +1,10 @@
 """deploy/prometheus: promtool accepts the scrape config and the alert rules, the rules'
-unit tests pass (each alert fires on its series), and every egw_* metric they name is
-one the gateway exports (ryu_apps/gateway/metrics.py)."""
+unit tests pass (each alert fires on its series), and every egw_* metric they and the
+Grafana dashboard (deploy/grafana/egw.json) name is one the gateway exports
+(ryu_apps/gateway/metrics.py). The fleet integration test runs the dashboard's queries."""
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -15,6 +17,7 @@ from ryu_apps.gateway.metrics import Metrics
 from topologies.prometheus import DEPLOY, fleet_config
 
 PROMTOOL = shutil.which("promtool")
+GRAFANA = DEPLOY.parents[1] / "deploy" / "grafana" / "egw.json"
 needs_promtool = pytest.mark.skipif(
     PROMTOOL is None and os.environ.get("EGW_REQUIRE_INTEGRATION") != "1",
     reason="promtool not installed (Debian package prometheus)")
@@ -46,14 +49,15 @@ def test_promtool_checks_the_scrape_config(tmp_path):
     assert "credentials_file: /etc/egw/api-token" in shipped and "targets/*.json" in shipped
 
 
-def test_alert_rules_name_only_exported_metrics():
-    exported = {s.name for fam in Metrics().registry.collect() for s in fam.samples}
-    exported |= {fam.name for fam in Metrics().registry.collect()}
+def test_alert_rules_and_dashboard_name_only_exported_metrics():
+    families = {fam.name for fam in Metrics().registry.collect()}
     names = set()
-    for f in ("alerts.yml", "alerts_test.yml"):
-        names |= set(re.findall(r"\begw_[a-z_]+", (DEPLOY / f).read_text()))
+    for f in (DEPLOY / "alerts.yml", DEPLOY / "alerts_test.yml", GRAFANA):
+        names |= set(re.findall(r"\begw_[a-z_]+", f.read_text()))
     assert names, "no egw_ metric in the rules"
-    # counters are exported as NAME_total; a labelled metric has no sample until used
-    known = exported | {f"{n}_total" for n in exported}
+    # counters are exported as NAME_total, histograms as NAME_bucket/_sum/_count
+    known = {f + suffix for f in families for suffix in ("", "_total", "_bucket", "_sum", "_count")}
     missing = sorted(n for n in names if n not in known)
     assert not missing, missing
+    panels = json.loads(GRAFANA.read_text())["panels"]
+    assert len(panels) >= 8 and all(t["expr"] for p in panels for t in p["targets"])
