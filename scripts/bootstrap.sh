@@ -45,7 +45,17 @@ if ((${#missing[@]})); then
     apt-get update -qq
     # The package's service scripts may try to start the system OVS; we never use it
     # (topologies/ovs_service.py runs a private instance), so ignore their failure.
-    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    # Nor the system Prometheus (the tests run /usr/bin/prometheus themselves on loopback):
+    # while installing, a policy-rc.d (if there is none) tells the packages not to start
+    # their services.
+    guard=""
+    if [ ! -e /usr/sbin/policy-rc.d ]; then
+        guard=/usr/sbin/policy-rc.d
+        printf '#!/bin/sh\nexit 101\n' > "$guard" && chmod 755 "$guard"
+    fi
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null || rc=$?
+    [ -n "$guard" ] && rm -f "$guard"
+    [ "${rc:-0}" = 0 ] || { say "apt-get install failed ($rc)"; exit "$rc"; }
 fi
 
 # ---- 2-4. Python environment ------------------------------------------------------------
