@@ -60,10 +60,18 @@ def test_prometheus_sees_each_home_as_its_gateway_does(ovs, mininet_slot, tmp_pa
         assert len({r.of_port for r in fleet.ryus.values()}) == 2     # one controller each
         fleet.replay(1, builtin_sessions(["streaming", "voip", "chat"], per_class=2))
         fleet.replay(2, builtin_sessions(["p2p", "email"], per_class=4, seed=1))
-        deadline = time.monotonic() + 30
+        # the gateways settle (every session classified by the mirror time cap or shed:
+        # their REST views stop changing), then Prometheus catches up (a scrape a second)
+        deadline = time.monotonic() + 45
+        last, same = None, 0
         while True:
             views = {i: _views(fleet, i) for i in (1, 2)}
-            if all(rest == seen for rest, seen in views.values()) or time.monotonic() > deadline:
+            rest_now = [rest for rest, _ in views.values()]
+            same = same + 1 if rest_now == last else 0
+            last = rest_now
+            settled = same >= 4
+            if (settled and all(rest == seen for rest, seen in views.values())) \
+                    or time.monotonic() > deadline:
                 break
             time.sleep(1)
         for i, (rest, seen) in views.items():
