@@ -14,7 +14,8 @@ case "$cmd" in
     exec .venv/bin/egw emulate "$@"
     ;;
   test)
-    bash scripts/bootstrap.sh
+    # the tests also cover the --ray paths: the cluster extra (Ray) too
+    EGW_EXTRAS="${EGW_EXTRAS:-train,emulate,test,cluster}" bash scripts/bootstrap.sh
     exec .venv/bin/python -m pytest "$@"
     ;;
   *)

@@ -17,7 +17,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "docs" / "results"
 DOC = REPO / "docs" / "models.md"
-DOCS = (DOC, REPO / "docs" / "smart_home.md")
+DOCS = (DOC, REPO / "docs" / "smart_home.md", REPO / "docs" / "scale.md")
 IMG = REPO / "docs" / "img" / "models"
 BLOCK = re.compile(r"(<!-- results:(?P<name>[\w-]+) -->\n)(?P<body>.*?)(<!-- /results:(?P=name) -->)",
                    re.S)
@@ -220,8 +220,128 @@ def fairness_table(res: dict) -> str:
     return "\n".join(out)
 
 
+def _speedup_rows(runs: dict, one: float, extra=None) -> list[str]:
+    out = []
+    for name, r in runs.items():
+        more = f" | {extra(r)}" if extra else ""
+        out.append(f"| {name} | {r['seconds']:.2f} | {one / r['seconds']:.2f}× | "
+                   f"{r.get('load_average_1min', '–')}{more} |")
+    return out
+
+
+def scale_build_table(res: dict) -> str:
+    b = res["dataset_build"]
+    one = b["runs"]["1 worker"]["seconds"]
+    out = ["| per-file work runs in | build s (median) | speed-up | load (1 min) |",
+           "|---|---:|---:|---:|", *_speedup_rows(b["runs"], one), "",
+           f"{b['files']} capture files, {b['bytes'] / 1e6:.1f} MB, {b['packets']:,} packets → "
+           f"{b['samples']:,} samples; the three builds wrote "
+           f"{'identical' if b['identical_arrays'] else 'DIFFERENT'} arrays. Per-file work "
+           f"(read, split, vectorize) alone: {b['file_work_seconds']:.2f} s "
+           f"({1000 * b['seconds_per_file']:.0f} ms per file, {1000 * b['seconds_per_mb']:.0f} ms "
+           f"per MB); the driver's own part (find files, cap, split, write): "
+           f"{b['driver_seconds']:.2f} s; connecting a local Ray: {b['ray_start_seconds']:.1f} s "
+           f"(not in the Ray row). Machine: {res['hardware']['cores_allowed']} cores shared with "
+           f"other work (load average {res['hardware']['load_average_before'][0]} before, "
+           f"{res['hardware']['load_average_after'][0]} after), Ray {res['ray_version']}."]
+    return "\n".join(out)
+
+
+def scale_nas_table(res: dict) -> str:
+    n = res["nas_generation"]
+    one = n["runs"]["1 worker"]["seconds"]
+    out = ["| children train in | generation s | speed-up | load (1 min) | workers' start-up s "
+           "| each child s |", "|---|---:|---:|---:|---:|---|",
+           *_speedup_rows(n["runs"], one, lambda r: f"{r['startup_seconds']:.1f} | "
+                          + ", ".join(f"{c:.1f}" for c in r["child_seconds"])), "",
+           f"One generation of {n['population']} children (mutations of the tiny default), "
+           f"{n['epochs']} epochs each on {n['train_rows']} session784 rows; 1 worker: in the "
+           f"driver's process with TensorFlow's default threads; 2 workers and Ray: one "
+           f"TensorFlow thread per worker. Per child at 1 worker: "
+           f"{n['seconds_per_child_1_worker']:.1f} s."]
+    return "\n".join(out)
+
+
+FULL_ISCX_GB = 28      # the full ISCX VPN-nonVPN captures (the corpus the issue names)
+NAS_POPULATION = 32    # a generation of a real search
+
+
+def scale_extrapolation_table(res: dict) -> str:
+    b, n = res["dataset_build"], res["nas_generation"]
+    per_mb, driver = b["seconds_per_mb"], b["driver_seconds"] / b["bytes"] * 1e6
+    start = b["ray_start_seconds"]
+    child = max(c for r in n["runs"].values() for c in r["child_seconds"])
+    out = [f"| nodes × 2 cores | build of {FULL_ISCX_GB} GB (h) | NAS generation of "
+           f"{NAS_POPULATION} children (min) |", "|---:|---:|---:|"]
+    for nodes in (1, 2, 4, 8, 16, 32):
+        cores = 2 * nodes
+        mb = FULL_ISCX_GB * 1000
+        build_h = (mb * per_mb / cores + mb * driver + start) / 3600
+        gen_min = -(-NAS_POPULATION // cores) * child / 60
+        out.append(f"| {nodes} × 2 | {build_h:.2f} | {gen_min:.1f} |")
+    out += ["", f"Cost model: build = per-file work ({1000 * per_mb:.0f} ms per MB) ÷ cores + the "
+            f"driver's part ({1000 * driver:.1f} ms per MB, one process) + Ray start-up "
+            f"({start:.0f} s); a generation = ⌈children ÷ cores⌉ × the slowest measured child "
+            f"({child:.1f} s; a real search's children train longer: scale it by epochs × rows)."]
+    return "\n".join(out)
+
+
+def scale_bundle_table(res: dict) -> str:
+    b = res["bundle"]
+    return "\n".join([
+        "| what | bytes |", "|---|---:|",
+        f"| default bundle directory (with plots, Keras model, held-out list) | {b['bundle_bytes']:,} |",
+        f"| what a gateway loads (model.tflite, model.int8.tflite, labels, preprocess, card) | "
+        f"{b['runtime_bytes']:,} |",
+        f"| model.int8.tflite alone | {b['int8_model_bytes']:,} |", "",
+        f"Loading the bundle and a first prediction (the gateway's reload path, LiteRT): "
+        f"{1000 * b['load_seconds_median']:.0f} ms (median of 5)."])
+
+
+def fleet_table(res: dict) -> str:
+    out = ["| home | egw_* series | samples per scrape | policy reload round trip (ms, median of 5) "
+           "| sessions classified | shed | controller-meter drops |",
+           "|---|---:|---:|---:|---:|---:|---:|"]
+    for home, g in sorted(res["per_gateway"].items()):
+        r = res["rest_at_end"][home]
+        out.append(f"| {home} | {g['egw_series']} | {g['samples']} | "
+                   f"{res['policy_reload_ms_median'][home]:.1f} | {r['classified']} | {r['shed']} | "
+                   f"{r['packet_in_meter_dropped']} |")
+    out += ["", f"{res['waves']} waves of replayed sessions over {res['seconds']:.0f} s, scraped "
+            f"every {res['scrape_interval']}; home2 runs with "
+            f"`{' '.join(res['home_flags']['home2'])}`."]
+    return "\n".join(out)
+
+
+SERIES_PER_PROMETHEUS = 2_000_000   # active series one Prometheus server holds comfortably
+
+
+def fleet_sizing_table(res: dict) -> str:
+    scale = _load("scale") or {}
+    bundle = scale.get("bundle", {}).get("runtime_bytes")
+    series = max(g["egw_series"] for g in res["per_gateway"].values())
+    samples = max(g["samples"] for g in res["per_gateway"].values())
+    out = ["| gateways | one bundle rollout (GB moved) | active series | samples/s at a 15 s "
+           "scrape | Prometheus servers (≤ 2 M series each) |", "|---:|---:|---:|---:|---:|"]
+    for n in (1_000, 10_000, 100_000, 1_000_000):
+        moved = "–" if bundle is None else f"{n * bundle / 1e9:.2f}"
+        out.append(f"| {n:,} | {moved} | {n * series:,} | {n * samples / 15:,.0f} | "
+                   f"{-(-n * series // SERIES_PER_PROMETHEUS)} |")
+    out += ["", f"Per gateway: {series} egw_* series, {samples} samples per scrape (the larger of the "
+            f"two emulated homes; Prometheus adds 5 series of its own per target), "
+            + ("" if bundle is None else f"{bundle:,} bundle bytes (docs/results/scale.json); ")
+            + "a home with more classes or kinds of error has a few more series."]
+    return "\n".join(out)
+
+
 RENDERERS = {"default-audit": ("default_audit", audit_table),
              "flood-fairness": ("fairness", fairness_table),
+             "fleet-sizing": ("fleet", fleet_sizing_table),
+             "scale-build": ("scale", scale_build_table),
+             "scale-nas": ("scale", scale_nas_table),
+             "scale-extrapolation": ("scale", scale_extrapolation_table),
+             "scale-bundle": ("scale", scale_bundle_table),
+             "fleet": ("fleet", fleet_table),
              "smart-home-confusion": ("smart_home", smart_home_confusion),
              "smart-home-priority": ("smart_home", smart_home_priority),
              "smart-home-flows": ("smart_home", smart_home_flows),

@@ -19,6 +19,7 @@ import multiprocessing as mp
 import os
 import sys
 import time
+from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -134,6 +135,20 @@ def process_file(job: tuple[int, str, dict, bool]) -> FileResult:
     return res
 
 
+def _file_results(jobs_list, n_jobs: int, ray: str | None):
+    """:func:`process_file` of each job, results as they finish: Ray tasks (``ray``), a
+    pool of ``n_jobs`` local processes, or this process."""
+    if ray:
+        from classifier.cluster import RayPool
+        with RayPool(ray) as pool:
+            yield from pool.imap_unordered(process_file, jobs_list)
+    elif n_jobs == 1:
+        yield from map(process_file, jobs_list)
+    else:
+        with mp.get_context("fork" if sys.platform.startswith("linux") else "spawn").Pool(n_jobs) as pool:
+            yield from pool.imap_unordered(process_file, jobs_list, chunksize=1)
+
+
 # ---- the build ----------------------------------------------------------------
 @dataclass
 class BuildResult:
@@ -153,7 +168,11 @@ def _progress(total: int, desc: str, enabled: bool):
 
 def build_from_captures(input_dir, out, pre: Preprocess, taxonomy=None, max_per_class=None,
                         jobs=None, seed=0, fractions=(0.8, 0.1, 0.1), skip_bad=False,
-                        min_files=5, progress=True, argv=None, strict=False) -> BuildResult:
+                        min_files=5, progress=True, argv=None, strict=False,
+                        ray: str | None = None) -> BuildResult:
+    """The per-file work (:func:`process_file`) runs in this process, in ``jobs`` local
+    worker processes, or with ``ray`` (a cluster address, or ``local``) as Ray tasks; the
+    driver assembles the results by file index, so all three write the same arrays."""
     root = Path(input_dir)
     dirs = find_captures(root)
     notes = []
@@ -177,30 +196,20 @@ def build_from_captures(input_dir, out, pre: Preprocess, taxonomy=None, max_per_
     jobs_list = [(i, str(f), pre.to_dict(), strict) for i, (f, _d) in enumerate(files)]
     n_jobs = max(1, min(jobs or os.cpu_count() or 1, len(files)))
     results: list[FileResult | None] = [None] * len(files)
-    bar = _progress(len(files), "dataset build", progress)
+    bar = _progress(len(files), "dataset build" + (" (ray)" if ray else ""), progress)
     t0 = time.perf_counter()
     pkts = 0
     try:
-        if n_jobs == 1:
-            it = map(process_file, jobs_list)
-            pool = None
-        else:
-            pool = mp.get_context("fork" if sys.platform.startswith("linux") else "spawn").Pool(n_jobs)
-            it = pool.imap_unordered(process_file, jobs_list, chunksize=1)
-        for r in it:
-            results[r.index] = r
-            if r.error and not skip_bad:
-                raise DatasetError(r.error)
-            pkts += r.packets
-            bar.update(1)
-            bar.set_postfix(packets=pkts, refresh=False)
-        if pool:
-            pool.close()
-            pool.join()
+        with closing(_file_results(jobs_list, n_jobs, ray)) as it:
+            for r in it:
+                results[r.index] = r
+                if r.error and not skip_bad:
+                    raise DatasetError(r.error)
+                pkts += r.packets
+                bar.update(1)
+                bar.set_postfix(packets=pkts, refresh=False)
     finally:
         bar.close()
-        if n_jobs > 1 and pool is not None:
-            pool.terminate()
     elapsed = time.perf_counter() - t0
     skipped = [r.error for r in results if r.error]
     good = [r for r in results if not r.error]
@@ -267,7 +276,7 @@ def build_from_captures(input_dir, out, pre: Preprocess, taxonomy=None, max_per_
         "classes": {lab: sorted(d for d, c in dir_class.items() if c == lab) for lab in labels},
         "options": {"max_per_class": max_per_class, "seed": seed, "fractions": list(fractions),
                     "skip_bad": skip_bad, "jobs": n_jobs, "min_files": min_files,
-                    "strict": strict},
+                    "strict": strict, "ray": ray},
         "argv": argv, "files": file_entries, "skipped": skipped, "notes": notes,
         "warnings": warnings,
         "capped_classes": capped, "split": split_info, "counts": counts,

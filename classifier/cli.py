@@ -51,6 +51,7 @@ def register(subparsers) -> None:
                    help="split by capture file in classes with at least this many files")
     b.add_argument("--seed", type=int, default=0)
     b.add_argument("--jobs", type=int, help="worker processes (default: all cores)")
+    add_ray_option(b, "read and vectorize the capture files as Ray tasks")
     b.add_argument("--skip-bad", action="store_true", help="skip unreadable captures and report them")
     b.add_argument("--strict", action="store_true", help="a capture cut mid-record is an error "
                    "(default: keep its complete records and warn)")
@@ -77,6 +78,15 @@ def register(subparsers) -> None:
     a.add_argument("--seed", type=int, default=0)
     a.add_argument("--json", action="store_true", help="print the report as JSON")
     a.set_defaults(func=cmd_audit)
+
+
+def add_ray_option(parser, what: str) -> None:
+    """``--ray [ADDRESS]`` (the optional ``cluster`` extra; see docs/scale.md)."""
+    from classifier.cluster import RAY_LOCAL
+    parser.add_argument("--ray", nargs="?", const=RAY_LOCAL, default=None, metavar="ADDRESS",
+                        help=f"{what} on the Ray cluster at ADDRESS (host:port of `ray start "
+                        f"--head`, or auto); without ADDRESS a Ray instance on this machine "
+                        f"(needs the cluster extra)")
 
 
 def preprocess_from_args(args):
@@ -117,6 +127,8 @@ def cmd_build(args) -> int:
         if args.repr != "session784" or args.taxonomy:
             raise DataError(f"{args.input}: an idx folder holds session784 vectors: use --repr session784 "
                             "and no --taxonomy")
+        if args.ray:
+            raise DataError(f"{args.input}: an idx folder is read whole: --ray is for capture folders")
         res = build_from_idx(args.input, args.out, args.max_per_class, args.seed,
                              _fractions(args.split)[1] or 0.1, argv)
     else:
@@ -126,7 +138,7 @@ def cmd_build(args) -> int:
         res = build_from_captures(args.input, args.out, pre, args.taxonomy, args.max_per_class,
                                   args.jobs, args.seed, _fractions(args.split), args.skip_bad,
                                   args.min_files, progress=not args.no_progress, argv=argv,
-                                  strict=args.strict)
+                                  strict=args.strict, ray=args.ray)
     m = res.manifest
     for note in m.get("notes", []):
         print(f"note: {note}")

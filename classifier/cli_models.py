@@ -4,6 +4,7 @@ from __future__ import annotations
 import shlex
 import sys
 
+from classifier.cli import add_ray_option
 from classifier.train import MODELS as MODEL_CHOICES  # the module imports no TensorFlow at load
 
 
@@ -54,6 +55,7 @@ def register(sub) -> None:
                    "teacher's probabilities become half of the training targets")
     p.add_argument("--workers", type=int, default=1, metavar="N",
                    help="nas: worker processes that train a generation's children in parallel")
+    add_ray_option(p, "nas: train each generation's children")
     p.add_argument("--neighbours", type=int, default=None, metavar="K",
                    help="knn: neighbours (default 5)")
     p.add_argument("--note", default=None, metavar="TEXT", help="free text stored in card.json")
@@ -107,7 +109,7 @@ def _train(args) -> int:
                  steps_per_epoch=args.steps_per_epoch, patience=args.patience,
                  trees=args.trees, max_leaves=args.max_leaves, note=args.note,
                  max_seconds=args.max_seconds, teacher=args.teacher, workers=args.workers,
-                 neighbours=args.neighbours,
+                 neighbours=args.neighbours, ray=args.ray,
                  command="egw " + " ".join(shlex.quote(a) for a in args.argv))
     print(summary(card))
     print(f"wrote {args.out}")

@@ -110,13 +110,16 @@ def train(model: str, data: str, out: str, labeled_per_class: int | None = None,
           max_tensor: int = 25_000, steps_per_epoch: int | None = None, patience: int = 8,
           trees: int | None = None, max_leaves: int | None = None, note: str | None = None,
           command: str | None = None, log=print, max_seconds: float | None = None,
-          teacher: str | None = None, workers: int = 1, neighbours: int | None = None) -> dict:
+          teacher: str | None = None, workers: int = 1, neighbours: int | None = None,
+          ray: str | None = None) -> dict:
     """Train ``model`` on dataset ``data``; write the bundle to ``out``; return its card."""
     from classifier.dataset import load_dataset
     from classifier.metrics import calibrate_threshold, open_set, report
 
     if model not in MODELS:
         raise TrainError(f"unknown model {model!r} (one of {', '.join(MODELS)})")
+    if ray and model != "nas":
+        raise TrainError(f"--ray: only the architecture search (--model nas) runs on Ray, not {model}")
     ds = load_dataset(data)
     rep = ds.preprocess.repr
     if ACCEPTS[model] is not None and rep not in ACCEPTS[model]:
@@ -265,7 +268,7 @@ def train(model: str, data: str, out: str, labeled_per_class: int | None = None,
             learning_rate=d["learning_rate"], seed=seed,
             limits={"max_params": max_params, "max_flops": max_flops, "max_tensor": max_tensor},
             groups=ds.session[tr_lab], class_weight=cw, log=log, patience=min(patience, 4),
-            workers=workers)
+            workers=workers, ray=ray, checkpoint=out_dir / "nas_checkpoint.npz")
         net = res.model
         (out_dir / "nas_history.json").write_text(json.dumps(res.history, indent=1))
         history = {"val_macro_f1": [r["val_macro_f1"] for r in res.history],
@@ -277,7 +280,7 @@ def train(model: str, data: str, out: str, labeled_per_class: int | None = None,
                  "limits": {"max_params": max_params, "max_flops": max_flops,
                             "max_tensor": max_tensor},
                  "holdout_accuracy": res.val_accuracy, "holdout_macro_f1": res.val_macro_f1,
-                 "workers": workers, "epochs_per_child": epochs or 15}
+                 "workers": workers, "ray": ray, "epochs_per_child": epochs or 15}
     elif model == "cart":
         from classifier.nn import cart
 

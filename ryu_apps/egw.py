@@ -159,6 +159,14 @@ class EdgeGateway(app_manager.RyuApp):
         self._send(dp, self.gw.readback_reply(dp.id, "meters", msg.xid, meters,
                                               ofmsg.reply_more(dp, msg)))
 
+    @set_ev_cls(ofp_event.EventOFPMeterStatsReply, MULTIPART)
+    def _meter_stats(self, ev):
+        msg, dp = ev.msg, ev.msg.datapath
+        eng = self.gw.engines.get(dp.id)
+        for st in msg.body:
+            if eng is not None and st.meter_id == dp.ofproto.OFPM_CONTROLLER:
+                eng.controller_meter_stats(sum(b.packet_band_count for b in st.band_stats))
+
     @set_ev_cls(ofp_event.EventOFPErrorMsg, MAIN_DISPATCHER)
     def _error(self, ev):
         msg = ev.msg

@@ -106,6 +106,8 @@ def _read_request(dp, m: ReadRequest):
                                          cookie_mask=COOKIE_TAG_MASK)
     elif m.what == "meters":
         req = parser.OFPMeterConfigStatsRequest(dp, 0, ofp.OFPM_ALL)
+    elif m.what == "controller_meter":
+        req = parser.OFPMeterStatsRequest(dp, 0, ofp.OFPM_CONTROLLER)
     elif m.what == "ports":
         req = parser.OFPPortDescStatsRequest(dp, 0)
     else:

@@ -32,22 +32,36 @@ def mininet_lock(path: str = LOCK_PATH):
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
-def build_net(topo, controller_port: int | None, *, fail_mode: str = "secure",
+def build_net(topo, controller_port: int | dict[str, int] | None, *, fail_mode: str = "secure",
               autoSetMacs: bool = True):
     """A ``Mininet`` for ``topo`` on userspace OVS, controlled by a remote controller on
-    127.0.0.1:``controller_port`` (or standalone switches when it is None)."""
+    127.0.0.1:``controller_port`` (or standalone switches when it is None). A dict
+    ``{switch name: port}`` gives each switch its own controller (one per home)."""
     from mininet.link import TCULink
     from mininet.net import Mininet
     from mininet.node import OVSSwitch, RemoteController
 
-    switch = partial(OVSSwitch, datapath="user", protocols="OpenFlow13",
+    per_switch = isinstance(controller_port, dict)
+
+    class OwnControllerSwitch(OVSSwitch):
+        """Connects to its own controller (``c_<switch name>``) when it has one."""
+
+        def start(self, controllers):
+            own = [c for c in controllers if c.name == f"c_{self.name}"]
+            return super().start(own or controllers)
+
+    switch = partial(OwnControllerSwitch, datapath="user", protocols="OpenFlow13",
                      failMode=fail_mode if controller_port else "standalone")
     controller = (partial(RemoteController, ip="127.0.0.1", port=controller_port)
-                  if controller_port else None)
+                  if controller_port and not per_switch else None)
     net = Mininet(topo=topo, switch=switch, controller=controller, link=TCULink,
                   autoSetMacs=autoSetMacs, build=False, waitConnected=False)
     if controller is None:
         net.controllers = []
+    if per_switch:
+        for name, port in controller_port.items():
+            net.addController(f"c_{name}", controller=RemoteController, ip="127.0.0.1",
+                              port=port)
     net.build()
     return net
 

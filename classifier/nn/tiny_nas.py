@@ -13,8 +13,9 @@ tensor, FLOPs), trains each on the training data with early stopping and
 learning-rate reduction on plateau against a 20 % holdout (by session) of the
 training rows, and the best child (holdout macro-F1) becomes the next parent.
 Training a child is the pure function ``fitness(genome, settings, data)``; an
-``Evaluator`` runs a generation's children in worker processes. The best network seen
-is returned. ``generations`` and ``population`` make it run for minutes here or
+``Evaluator`` runs a generation's children in worker processes or as Ray tasks
+(``--ray``). After each generation the search's state goes to a checkpoint file, from
+which a restarted driver resumes. The best network seen is returned. ``generations`` and ``population`` make it run for minutes here or
 days elsewhere.
 """
 from __future__ import annotations
@@ -210,8 +211,8 @@ def train_candidate(genome, input_shape, n_classes, Xtr, ytr, Xva, yva, epochs: 
 _DATA: dict = {}
 
 
-def _load_worker(data_path: str, threads: int = 1) -> None:
-    """Worker start-up: the holdout split once, and one TensorFlow thread per worker."""
+def _set_threads(threads: int = 1) -> None:
+    """One TensorFlow thread per worker (workers share the machine's cores)."""
     import tensorflow as tf
 
     try:
@@ -219,6 +220,11 @@ def _load_worker(data_path: str, threads: int = 1) -> None:
         tf.config.threading.set_inter_op_parallelism_threads(1)
     except RuntimeError:  # already initialised (in-process use)
         pass
+
+
+def _load_worker(data_path: str, threads: int = 1) -> None:
+    """Worker start-up: the holdout split once, and one TensorFlow thread per worker."""
+    _set_threads(threads)
     with np.load(data_path, allow_pickle=False) as z:
         _DATA.clear()
         _DATA.update({k: z[k] for k in z.files})
@@ -251,13 +257,27 @@ def _fitness_in_worker(args):
     return fitness(genome, settings)
 
 
-class Evaluator:
-    """Evaluates genomes with ``fitness``: in this process (``workers`` 1) or in a pool of
-    worker processes (spawned: TensorFlow is not fork-safe), each holding the data once."""
+def _fitness_ray_task(genome: dict, settings: dict, data: dict) -> dict:
+    """A Ray task (``--ray``): the same ``fitness``, the data from the object store."""
+    _set_threads(1)
+    return fitness(genome, settings, data)
 
-    def __init__(self, data: dict, workers: int = 1):
+
+class Evaluator:
+    """Evaluates genomes with ``fitness``: in this process (``workers`` 1), in a pool of
+    worker processes (spawned: TensorFlow is not fork-safe), each holding the data once,
+    or, with ``ray`` (a cluster address or ``local``), as Ray tasks that share the data
+    through the object store; a task whose worker dies is re-run by Ray."""
+
+    def __init__(self, data: dict, workers: int = 1, ray: str | None = None):
         self.data, self.workers, self.pool, self._tmp = data, max(1, int(workers)), None, None
-        if self.workers > 1:
+        self.ray = None
+        if ray:
+            from classifier.cluster import RayPool
+
+            self.ray = RayPool(ray)
+            self._data_ref = self.ray.put(data)
+        elif self.workers > 1:
             import multiprocessing as mp
             import os
             import tempfile
@@ -270,11 +290,17 @@ class Evaluator:
                                             initializer=_load_worker, initargs=(self._tmp,))
 
     def map(self, genomes: list[dict], settings: dict) -> list[dict]:
+        if self.ray is not None:
+            n = len(genomes)
+            return self.ray.map(_fitness_ray_task, genomes, [settings] * n, [self._data_ref] * n)
         if self.pool is None:
             return [fitness(g, settings, self.data) for g in genomes]
         return list(self.pool.map(_fitness_in_worker, [(g, settings) for g in genomes]))
 
     def close(self) -> None:
+        if self.ray is not None:
+            self.ray.close()
+            self.ray = None
         if self.pool is not None:
             self.pool.shutdown()
             self.pool = None
@@ -284,12 +310,66 @@ class Evaluator:
             self._tmp = None
 
 
+class Checkpoint:
+    """The search's state after each generation in one ``.npz``, replaced atomically: the
+    history, the generation done, the random generator's state, the parent and the best
+    network (its weights as arrays). A driver started again with the same search (settings,
+    limits, population, first parent and data: the ``key``) resumes after the last
+    generation done; more ``generations`` extend a finished search."""
+
+    FORMAT = "egw-nas-checkpoint/1"
+
+    def __init__(self, path, key: dict):
+        from pathlib import Path
+
+        self.path = Path(path)
+        self.key = json.loads(json.dumps(key, sort_keys=True))
+
+    def load(self, log=print) -> tuple[dict, list] | None:
+        if not self.path.exists():
+            return None
+        try:
+            with np.load(self.path, allow_pickle=False) as z:
+                state = json.loads(str(z["state"]))
+                weights = [z[f"w{i}"] for i in range(int(state["n_weights"]))]
+        except (OSError, ValueError, KeyError) as exc:
+            log(f"nas: {self.path}: unreadable checkpoint ({exc}): starting afresh")
+            return None
+        if state.get("format") != self.FORMAT or state.get("key") != self.key:
+            log(f"nas: {self.path} holds another search (settings, limits or data differ): "
+                "starting afresh")
+            return None
+        return state, weights
+
+    def save(self, state: dict, weights: list) -> None:
+        import os
+
+        doc = {**state, "format": self.FORMAT, "key": self.key, "n_weights": len(weights)}
+        tmp = self.path.with_name(self.path.name + ".tmp.npz")
+        np.savez(tmp, state=np.array(json.dumps(doc, default=float)),
+                 **{f"w{i}": w for i, w in enumerate(weights)})
+        os.replace(tmp, self.path)
+
+
+def _digest(data: dict) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    for k in sorted(data):
+        h.update(k.encode())
+        h.update(np.ascontiguousarray(data[k]).tobytes())
+    return h.hexdigest()
+
+
 def search(X, y, input_shape, n_classes: int, generations: int = 3, population: int = 3,
            epochs: int = 15, batch_size: int = 128, learning_rate: float = 1e-3, seed: int = 0,
            limits: dict | None = None, groups=None, class_weight=None, parent: dict | None = None,
-           log=print, patience: int = 4, workers: int = 1) -> SearchResult:
+           log=print, patience: int = 4, workers: int = 1, ray: str | None = None,
+           checkpoint=None) -> SearchResult:
     """Constrained evolutionary search; returns the best network found (by holdout macro-F1).
-    Each generation's children are evaluated together (``workers`` processes)."""
+    Each generation's children are evaluated together (``workers`` processes, or Ray tasks
+    with ``ray``). ``checkpoint``: a file written after each generation, from which a
+    restarted search resumes (see :class:`Checkpoint`)."""
     t0 = time.time()
     rng = np.random.default_rng(seed)
     tr, va = _holdout(len(y), groups, rng)
@@ -301,16 +381,38 @@ def search(X, y, input_shape, n_classes: int, generations: int = 3, population: 
     ok, rep, why = check_limits(parent, input_shape, n_classes, limits)
     if not ok:
         raise ValueError(f"the first parent breaks the hardware limits: {why}")
-    history = []
-    ev = Evaluator(data, workers)
+    ckpt = None if checkpoint is None else Checkpoint(checkpoint, {
+        "settings": settings, "population": population, "limits": {**LIMITS, **(limits or {})},
+        "first_parent": parent, "data": _digest(data)})
+    saved = ckpt.load(log) if ckpt else None
+
+    def save(gen: int) -> None:
+        if ckpt:
+            ckpt.save({"generation": gen, "rng": rng.bit_generator.state, "parent": parent,
+                       "history": history, "best_f1": best[0], "best_genome": best[1],
+                       "best_result": {k: v for k, v in best[2].items() if k != "weights"}},
+                      best[2]["weights"])
+
+    ev = Evaluator(data, workers, ray)
     try:
-        res = ev.map([parent], settings)[0]
-        history.append({"generation": 0, "child": 0, "mutation": "initial parent", "genome": parent,
-                        **{k: v for k, v in res.items() if k != "weights"}, **rep})
-        log(f"nas: generation 0 parent val_macro_f1={res['val_macro_f1']:.4f} "
-            f"params={rep['params']} flops={rep['flops']} ({res['seconds']} s)")
-        best = (res["val_macro_f1"], parent, res)
-        for gen in range(1, generations + 1):
+        if saved:
+            state, weights = saved
+            history, parent = state["history"], state["parent"]
+            rng.bit_generator.state = state["rng"]
+            best = (state["best_f1"], state["best_genome"], {**state["best_result"], "weights": weights})
+            start = int(state["generation"]) + 1
+            log(f"nas: resuming from {ckpt.path}: generation {start - 1} done, "
+                f"{len(history)} candidates trained, best val_macro_f1={best[0]:.4f}")
+        else:
+            res = ev.map([parent], settings)[0]
+            history = [{"generation": 0, "child": 0, "mutation": "initial parent", "genome": parent,
+                        **{k: v for k, v in res.items() if k != "weights"}, **rep}]
+            log(f"nas: generation 0 parent val_macro_f1={res['val_macro_f1']:.4f} "
+                f"params={rep['params']} flops={rep['flops']} ({res['seconds']} s)")
+            best = (res["val_macro_f1"], parent, res)
+            start = 1
+            save(0)
+        for gen in range(start, generations + 1):
             kids = []
             for c in range(population):
                 for _attempt in range(100):
@@ -328,12 +430,12 @@ def search(X, y, input_shape, n_classes: int, generations: int = 3, population: 
                     f"params={rep['params']} max_tensor={rep['max_tensor']} flops={rep['flops']} "
                     f"({res['seconds']} s)")
                 scored.append((res["val_macro_f1"], child, res))
-            if not scored:
-                continue
-            scored.sort(key=lambda t: -t[0])
-            parent = scored[0][1]  # the best child becomes the parent
-            if scored[0][0] > best[0]:
-                best = scored[0]
+            if scored:
+                scored.sort(key=lambda t: -t[0])
+                parent = scored[0][1]  # the best child becomes the parent
+                if scored[0][0] > best[0]:
+                    best = scored[0]
+            save(gen)
     finally:
         ev.close()
     f1, genome, res = best

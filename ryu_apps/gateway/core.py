@@ -48,6 +48,8 @@ class Gateway:
         self.conf = conf
         self.log = logger or logging.getLogger("egw")
         self.metrics = Metrics().switch(None)
+        self.metrics.zero(policy_reloads=("ok", "rejected"), model_reloads=("ok", "rejected"),
+                          errors=("classifier", "preprocess"))
         self.faults = FaultLog(self.metrics, self.log)
         self.audit = self._open_audit()
         self.model = self._load_model()

@@ -91,6 +91,12 @@ class GatewayEngine:
         #: a read-back timed out while the switch was away: clear it when it is back
         self._clear_on_connect = False
         self.connected = False
+        #: the controller meter's drop count at the last meter-stats reply
+        self._meter_dropped = 0
+        self.metrics.sessions_max.set(max_sessions)
+        self.metrics.zero(packet_ins=("mirror", "forward", "duplicate", "ignored", "shed",
+                                      "overload"),
+                          packet_in_meter_dropped=(), overloads=("forward", "drop"))
         #: the audit trail: ``audit(event, **fields)`` (see audit.py), set by the Gateway
         self.audit: Callable[..., None] | None = None
         #: wan_port: the uplink (the device of a session is its other end);
@@ -146,6 +152,8 @@ class GatewayEngine:
         reconnect while a read-back is in flight asks for it again."""
         now = self.clock() if now is None else now
         self.connected = True
+        self.metrics.switch_connected.set(1)
+        self._meter_dropped = 0             # the meter is re-created below: its counts restart
         msgs: list[Message] = []
         if self._clear_on_connect:
             fresh, readback, self._clear_on_connect = True, False, False
@@ -176,6 +184,7 @@ class GatewayEngine:
     def switch_disconnected(self) -> None:
         """The connection dropped (the engine keeps its state for a reconnect)."""
         self.connected = False
+        self.metrics.switch_connected.set(0)
 
     def readback_reply(self, kind: str, xid: int, items: list, more: bool, labels=(),
                        now: float | None = None) -> list[Message]:
@@ -225,8 +234,18 @@ class GatewayEngine:
         return msgs
 
     def stats_requests(self) -> list[Message]:
-        """The periodic poll of the session rules' counters."""
-        return [ReadRequest("session_stats")]
+        """The periodic poll of the session rules' counters (and of the controller
+        meter's, when there is one)."""
+        return [ReadRequest("session_stats")] + (
+            [ReadRequest("controller_meter")] if self.packet_in_rate else [])
+
+    def controller_meter_stats(self, dropped: int) -> None:
+        """The controller meter's band drop count as the switch reports it (cumulative
+        since the meter was created): the packet-ins the switch did not send."""
+        new = dropped - self._meter_dropped if dropped >= self._meter_dropped else dropped
+        self._meter_dropped = dropped
+        if new:
+            self.metrics.packet_in_meter_dropped.inc(new)
 
     # ---- packets -------------------------------------------------------------
     def mirror_packet(self, in_port: int, frame: bytes, now: float | None = None) -> list[Message]:

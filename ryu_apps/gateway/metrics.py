@@ -57,6 +57,16 @@ class SwitchMetrics:
     def switch(self, dp_id: int | None) -> "SwitchMetrics":
         return self if dp_id == self.dp_id else SwitchMetrics(self._root, dp_id)
 
+    def zero(self, **label_values) -> None:
+        """Create these series at 0 now (``name=(label value, ...)``, ``name=()`` for a
+        metric with no label but ``dp_id``): Prometheus's ``increase()`` and ``rate()``
+        do not count a series' first sample, so a counter that appears at 5 is not seen
+        rising (the alert rules in deploy/prometheus rely on this)."""
+        for name, values in label_values.items():
+            metric = getattr(self, name)
+            for v in values or [None]:
+                (metric if v is None else metric.labels(v)).inc(0)
+
     def render(self) -> bytes:
         return self._root.render()
 
@@ -155,6 +165,16 @@ class Metrics:
         self.policy_reloads = Counter(
             "egw_policy_reloads", "Policy reloads, by result (ok, rejected)", ["result"],
             registry=r)
+        self.sessions_max = Gauge(
+            "egw_sessions_max", "The session table's bound (egw-max-sessions): beyond it "
+            "the oldest sessions are evicted", registry=r)
+        self.switch_connected = Gauge(
+            "egw_switch_connected", "1 while the switch's OpenFlow connection is up, 0 after "
+            "it dropped", registry=r)
+        self.packet_in_meter_dropped = Counter(
+            "egw_packet_in_meter_dropped", "Packet-ins the switch's controller meter "
+            "(OFPM_CONTROLLER, egw-packet-in-rate) dropped, from its meter statistics",
+            registry=r)
 
     def switch(self, dp_id: int | None) -> SwitchMetrics:
         """This process's metrics as seen by one switch (``dp_id`` label filled in)."""
@@ -183,7 +203,8 @@ def engine_counts(m: SwitchMetrics) -> dict[str, int]:
          "policy_updates": m.total("policy_updates"),
          "restored": m.total("sessions_restored"),
          "stale_flows": m.total("stale_removed", "flow"),
-         "stale_meters": m.total("stale_removed", "meter")}
+         "stale_meters": m.total("stale_removed", "meter"),
+         "packet_in_meter_dropped": m.total("packet_in_meter_dropped")}
     return c
 
 

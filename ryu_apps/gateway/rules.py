@@ -137,8 +137,9 @@ class MeterRule:
 @dataclass
 class ReadRequest:
     """Ask the switch for state: ``flows`` (every flow of every table), ``meters``
-    (every meter's configuration), ``session_stats`` (counters of the session rules)
-    or ``ports`` (port descriptions). ``xid``: the transaction id its reply will carry
+    (every meter's configuration), ``session_stats`` (counters of the session rules),
+    ``controller_meter`` (the controller meter's counters) or ``ports`` (port
+    descriptions). ``xid``: the transaction id its reply will carry
     (None: the adapter picks one)."""
 
     what: str

@@ -62,3 +62,11 @@ def test_default_bundle_is_the_published_tiny_neural_model():
     assert row["test_macro_f1_int8"] > rows["forest"]["test_macro_f1_int8"]
     pre = json.loads((REPO / "classifier" / "models" / "default" / "preprocess.json").read_text())
     assert pre["mask"]["zero_tcp_option_counters"] is True   # honest split: counters masked
+
+
+def test_scale_doc_tables_match_their_json():
+    doc = models_doc.REPO / "docs" / "scale.md"
+    blocks = {m["name"] for m in models_doc.BLOCK.finditer(doc.read_text())}
+    assert {"scale-build", "scale-nas", "scale-extrapolation", "scale-bundle", "fleet",
+            "fleet-sizing"} <= blocks
+    assert models_doc.check_file(doc) == []
