@@ -1,18 +1,20 @@
 """Out-of-distribution score of a bundle (runtime side: numpy and LiteRT, no TensorFlow).
 
-A session is *unfamiliar* when its features are far from every training session's:
-the score is the cosine (1 - cosine similarity) or Euclidean distance to its ``k``-th
-nearest training session, in the model's **penultimate-layer embedding** (``embed.tflite``,
-the input of the softmax layer, exported from ``model.keras`` by ``egw ood fit``) or,
-for bundles without a Keras model (tree families), in the **input vector** itself
-(kpackets: without the inter-arrival column, whose training values are synthetic).
-Above ``threshold`` (fitted so that a chosen share of validation sessions exceed it)
-the bundle answers ``unknown``. Files in the bundle:
+A session is *unfamiliar* when its features are far from every training session's.
+A score is a sum of one or two *parts*; a part is the cosine (1 - cosine similarity) or
+Euclidean distance to the ``k``-th nearest training session, divided by its ``scale``,
+in the model's **penultimate-layer embedding** (``embed.tflite``, the input of the
+softmax layer, exported from ``model.keras`` by ``egw ood fit``; Keras families only) or
+in the **input vector** itself (kpackets: without the inter-arrival column, whose
+training values are synthetic). Above ``threshold`` (fitted so that a chosen share of
+validation sessions exceed it) the bundle answers ``unknown``. Files in the bundle:
 
-- ``ood.npz``: ``bank`` (n, d) float32, the features of (up to ``MAX_BANK``) training
-  sessions (L2-normalised for the cosine metric);
-- ``embed.tflite``: float LiteRT model, bundle input -> embedding (absent in ``input`` space);
-- ``card.json["ood"]``: ``space``, ``metric``, ``k``, ``threshold``, how it was chosen (see
+- ``ood.npz``: ``bank0``, ``bank1``: (n, d) float32, each part's features of (up to
+  ``MAX_BANK``) training sessions (L2-normalised for the cosine metric);
+- ``embed.tflite``: float LiteRT model, bundle input -> embedding (absent without an
+  embedding part);
+- ``card.json["ood"]``: ``parts`` (``space``, ``metric``, ``k``, ``scale``),
+  ``threshold``, ``input_columns``, how it was chosen (see
   :mod:`classifier.ood_fit`).
 """
 from __future__ import annotations
@@ -49,35 +51,47 @@ def knn_distance(Q: np.ndarray, bank: np.ndarray, k: int, metric: str = "cosine"
     return np.partition(d, k - 1, axis=1)[:, k - 1].astype(np.float32)
 
 
-def features(x: np.ndarray, embed=None, input_columns: int | None = None,
-             metric: str = "cosine") -> np.ndarray:
-    """Features of bundle inputs ``x``, one flat row each: the embedding model's output, or
-    the input itself (its first ``input_columns`` columns of the last axis when given);
-    normalised to unit length for the cosine metric."""
+def features(x: np.ndarray, metric: str, embedded: np.ndarray | None = None,
+             input_columns: int | None = None) -> np.ndarray:
+    """One flat feature row per bundle input of ``x``: its embedding when ``embedded``
+    (the embedding model's output for ``x``) is given, else the input itself (its first
+    ``input_columns`` columns of the last axis when given); unit length for cosine."""
     x = np.asarray(x, np.float32)
-    F = embed.run(x) if embed is not None else (x[..., :input_columns] if input_columns else x)
-    F = np.asarray(F, np.float32).reshape(len(F), -1)
+    F = embedded if embedded is not None else (x[..., :input_columns] if input_columns else x)
+    F = np.asarray(F, np.float32).reshape(len(x), -1)
     return normalise(F) if metric == "cosine" else F
 
 
 @dataclass
-class OodScorer:
-    """Scores bundle inputs; ``embed`` runs the embedding model (None: input space)."""
+class Part:
+    """One distance: ``k``-th nearest neighbour in ``bank``, in ``space`` with ``metric``,
+    divided by ``scale`` (its validation quantile, so that fused parts weigh alike)."""
 
-    bank: np.ndarray
-    k: int
-    threshold: float
     space: str
+    metric: str
+    k: int
+    bank: np.ndarray
+    scale: float = 1.0
+
+
+@dataclass
+class OodScorer:
+    """Scores bundle inputs: the sum of its parts' scaled distances."""
+
+    parts: list[Part]
+    threshold: float
     embed: object | None = None        # classifier.bundle._Runner of embed.tflite
     input_columns: int | None = None   # input space: leading columns of the last axis used
-    metric: str = "cosine"
-
-    def features(self, x: np.ndarray) -> np.ndarray:
-        return features(x, self.embed, self.input_columns, self.metric)
 
     def score(self, x: np.ndarray) -> np.ndarray:
         """OOD score per sample of ``x`` (n, *feature_shape): higher = less familiar."""
-        return knn_distance(self.features(x), self.bank, self.k, self.metric)
+        x = np.asarray(x, np.float32)
+        emb = self.embed.run(x) if any(p.space == "embedding" for p in self.parts) else None
+        total = np.zeros(len(x), np.float32)
+        for p in self.parts:
+            F = features(x, p.metric, emb if p.space == "embedding" else None, self.input_columns)
+            total += knn_distance(F, p.bank, p.k, p.metric) / p.scale
+        return total
 
 
 def load_scorer(d: Path, card: dict, runner_cls, check_file) -> OodScorer | None:
@@ -88,30 +102,35 @@ def load_scorer(d: Path, card: dict, runner_cls, check_file) -> OodScorer | None
     if not spec:
         return None
     path = d / OOD_FILE
+    where = f"{d / 'card.json'}: 'ood'"
     try:
-        space, k, thr = spec["space"], int(spec["k"]), float(spec["threshold"])
+        thr = float(spec["threshold"])
         cols = int(spec["input_columns"]) if spec.get("input_columns") else None
-        metric = spec.get("metric", "cosine")
+        specs = [(str(p["space"]), str(p["metric"]), int(p["k"]), float(p["scale"]))
+                 for p in spec["parts"]]
     except (KeyError, TypeError, ValueError) as exc:
-        raise BundleError(f"{d / 'card.json'}: 'ood' needs space, k and threshold ({exc})") from None
-    if space not in SPACES or metric not in METRICS or k < 1:
-        raise BundleError(f"{d / 'card.json'}: 'ood' space must be one of {SPACES}, metric one "
-                          f"of {METRICS} and k >= 1")
+        raise BundleError(f"{where} needs threshold and parts (space, metric, k, scale) "
+                          f"({exc!r})") from None
+    if not specs or any(sp not in SPACES or m not in METRICS or k < 1 or sc <= 0
+                        for sp, m, k, sc in specs):
+        raise BundleError(f"{where}: each part needs a space in {SPACES}, a metric in "
+                          f"{METRICS}, k >= 1 and scale > 0")
     check_file(path)
     try:
         with np.load(path, allow_pickle=False) as z:
-            bank = np.asarray(z["bank"], dtype=np.float32)
+            banks = [np.asarray(z[f"bank{i}"], dtype=np.float32) for i in range(len(specs))]
     except Exception as exc:
-        raise BundleError(f"{path}: cannot read the OOD bank ({exc})") from None
-    if bank.ndim != 2 or len(bank) == 0:
-        raise BundleError(f"{path}: 'bank' must be a non-empty 2-D array")
+        raise BundleError(f"{path}: cannot read the OOD banks ({exc})") from None
+    if any(b.ndim != 2 or len(b) == 0 for b in banks):
+        raise BundleError(f"{path}: each bank must be a non-empty 2-D array")
     embed = None
-    if space == "embedding":
+    if any(sp == "embedding" for sp, *_ in specs):
         check_file(d / EMBED_MODEL)
         embed = runner_cls(d / EMBED_MODEL)
         width = int(embed.out["shape"][-1])
-        if width != bank.shape[1]:
-            raise BundleError(f"{d / EMBED_MODEL}: embeds {width} values but {path} holds "
-                              f"{bank.shape[1]}-wide rows")
-    return OodScorer(bank=bank, k=k, threshold=thr, space=space, embed=embed, input_columns=cols,
-                     metric=metric)
+        for (sp, *_), b in zip(specs, banks):
+            if sp == "embedding" and width != b.shape[1]:
+                raise BundleError(f"{d / EMBED_MODEL}: embeds {width} values but {path} holds "
+                                  f"{b.shape[1]}-wide rows")
+    parts = [Part(sp, m, k, b, sc) for (sp, m, k, sc), b in zip(specs, banks)]
+    return OodScorer(parts=parts, threshold=thr, embed=embed, input_columns=cols)

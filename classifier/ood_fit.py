@@ -4,7 +4,8 @@ Works on any existing bundle (training side: TensorFlow only to export the
 embedding of a Keras model). Writes ``ood.npz``, ``embed.tflite`` (Keras families)
 and ``card.json["ood"]`` (see :mod:`classifier.ood`). Choice by measurement:
 
-- every candidate (feature space x metric x ``k``) gets its threshold from the validation
+- every candidate (one part: feature space x metric x ``k``; or the sum of the embedding
+  and input cosine distances, each scaled by its validation quantile) gets its threshold from the validation
   sessions alone: the ``1 - reject_rate`` quantile of their scores;
 - with ``--tune`` datasets (the *tuning part* of unfamiliar sources), the candidate
   that catches the largest mean share of their sessions at that threshold is
@@ -64,24 +65,44 @@ def export_embedding(model_dir: Path) -> bytes | None:
     return to_tflite(keras.Model(m.inputs, last.input))
 
 
+def _name(parts) -> str:
+    return " + ".join(f"{sp}/{m}/k={k}" for sp, m, k in parts)
+
+
 def _candidates(spaces: dict, bank_rows: np.ndarray, val_rows: np.ndarray, tunes: dict,
-                reject_rate: float) -> list[dict]:
-    out = []
+                reject_rate: float) -> tuple[list[dict], dict]:
+    """Every single part (space x metric x k) and, with an embedding, each k's fusion of
+    embedding and input cosine distances (each scaled by its validation quantile).
+    Returns the candidates (threshold, val rejection, per tuning source: share caught
+    and AUROC) and the features of the bank per (space, metric)."""
+    banks, dist = {}, {}
     for (space, metric), feats in spaces.items():
-        bank = feats(bank_rows)
-        val_f = feats(val_rows)
-        tune_f = {name: feats(X) for name, X in tunes.items()}
-        for k in KS:
-            sv = knn_distance(val_f, bank, k, metric)
-            thr = float(np.quantile(sv, 1 - reject_rate))
-            c = {"space": space, "metric": metric, "k": k, "threshold": thr,
-                 "val_reject_rate": float((sv > thr).mean()), "tune": {}}
-            for name, F in tune_f.items():
-                st = knn_distance(F, bank, k, metric)
-                c["tune"][name] = {"sessions": int(len(st)), "caught": float((st > thr).mean()),
-                                   "auroc": auroc(sv, st)}
-            out.append(c)
-    return out
+        bank = banks[space, metric] = feats(bank_rows)
+        for name, X in {"val": val_rows, **tunes}.items():
+            F = feats(X)
+            for k in KS:
+                dist[space, metric, k, name] = knn_distance(F, bank, k, metric)
+    q = 1 - reject_rate
+    singles = [((sp, m, k),) for (sp, m) in spaces for k in KS]
+    fused = [(("embedding", "cosine", k), ("input", "cosine", k)) for k in KS
+             if ("embedding", "cosine") in spaces]
+    out = []
+    for parts in singles + fused:
+        scales = [float(np.quantile(dist[(*p, "val")], q)) if len(parts) > 1 else 1.0
+                  for p in parts]
+        score = {name: sum(dist[(*p, name)] / sc for p, sc in zip(parts, scales))
+                 for name in ("val", *tunes)}
+        thr = float(np.quantile(score["val"], q))
+        c = {"name": _name(parts),
+             "parts": [{"space": sp, "metric": m, "k": k, "scale": sc}
+                       for (sp, m, k), sc in zip(parts, scales)],
+             "threshold": thr, "val_reject_rate": float((score["val"] > thr).mean()), "tune": {}}
+        for name in tunes:
+            st = score[name]
+            c["tune"][name] = {"sessions": int(len(st)), "caught": float((st > thr).mean()),
+                               "auroc": auroc(score["val"], st)}
+        out.append(c)
+    return out, banks
 
 
 def _score(c: dict) -> tuple:
@@ -115,46 +136,49 @@ def fit(model_dir, data: str, tune: list[str] = (), reject_rate: float = DEFAULT
 
     # kpackets' last column is the inter-arrival time: synthetic in iscx-apps, real live
     cols = ds.X.shape[-1] - 1 if b.preprocess.repr == "kpackets" else None
-    spaces = {("input", m): (lambda X, m=m: features(X, input_columns=cols, metric=m))
-              for m in METRICS}
+    spaces = {("input", m): (lambda X, m=m: features(X, m, input_columns=cols)) for m in METRICS}
     flat = export_embedding(d)
     if flat is not None:
         (d / EMBED_MODEL).write_bytes(flat)
         runner = _Runner(d / EMBED_MODEL)
-        spaces = {**{("embedding", m): (lambda X, m=m: features(X, embed=runner, metric=m))
+        spaces = {**{("embedding", m): (lambda X, m=m: features(X, m, runner.run(X)))
                      for m in METRICS}, **spaces}
-    elif (d / EMBED_MODEL).exists():
-        (d / EMBED_MODEL).unlink()
     log(f"ood fit: {len(bank_idx)} training sessions in the bank, {len(val_idx)} val sessions, "
-        f"spaces {', '.join('/'.join(s) for s in spaces)}, k in {KS}" + (f", tuning on {', '.join(tunes)}" if tunes else ""))
-    cands = _candidates(spaces, ds.X[bank_idx], ds.X[val_idx], tunes, reject_rate)
+        f"spaces {', '.join('/'.join(s) for s in spaces)}, k in {KS}"
+        + (f", tuning on {', '.join(tunes)}" if tunes else ""))
+    cands, banks = _candidates(spaces, ds.X[bank_idx], ds.X[val_idx], tunes, reject_rate)
     if tunes:
         best = max(cands, key=_score)
         how = ("largest mean share of the tuning sources' sessions above the threshold "
-               "(ties: AUROC), among " + ", ".join(f"{c['space']}/{c['metric']}/k={c['k']}"
-                                                for c in cands))
+               "(ties: mean AUROC), among: " + "; ".join(c["name"] for c in cands))
     else:
-        best = next(c for c in cands if c["k"] == 1)
-        how = "no tuning sources given: the first space, cosine, k = 1"
-    np.savez_compressed(d / OOD_FILE, bank=spaces[best["space"], best["metric"]](ds.X[bank_idx]))
-    if best["space"] != "embedding" and (d / EMBED_MODEL).exists():
+        best = cands[0]
+        how = f"no tuning sources given: the first candidate ({best['name']})"
+    np.savez_compressed(d / OOD_FILE, **{f"bank{i}": banks[p["space"], p["metric"]]
+                                        for i, p in enumerate(best["parts"])})
+    if all(p["space"] != "embedding" for p in best["parts"]) and (d / EMBED_MODEL).exists():
         (d / EMBED_MODEL).unlink()
     # the max-probability baseline on the same sessions, for the card
     pv = b.predict(ds.X[val_idx]).max(1)
     base_thr = float(np.quantile(pv, reject_rate))
-    baseline = {name: {"caught": float((b.predict(X).max(1) < base_thr).mean()),
-                       "auroc": auroc(-pv, -b.predict(X).max(1))} for name, X in tunes.items()}
+    baseline = {}
+    for name, X in tunes.items():
+        pt = b.predict(X).max(1)
+        baseline[name] = {"caught": float((pt < base_thr).mean()), "auroc": auroc(-pv, -pt)}
     ood = {
-        "method": "knn", "metric": best["metric"],
-        "what": (f"{best['metric']} distance to the k-th nearest of the bank's training sessions, in the "
-                 + ("penultimate-layer embedding (embed.tflite)" if best["space"] == "embedding"
-                    else "input vector" + (" without its inter-arrival column" if cols else ""))
+        "method": "knn", "name": best["name"],
+        "what": ("sum of the parts' distances (cosine: 1 - cosine similarity) to the k-th "
+                 "nearest of the bank's training sessions, each divided by its scale, in the "
+                 "penultimate-layer embedding (embed.tflite) or the input vector"
+                 + (" without its inter-arrival column" if cols else "")
                  + f"; above the threshold: {UNKNOWN}"),
-        "space": best["space"], "k": best["k"], "threshold": best["threshold"],
-        "input_columns": cols if best["space"] == "input" else None,
+        "parts": best["parts"], "threshold": best["threshold"],
+        "input_columns": cols,
         "reject_rate_target": reject_rate, "val_reject_rate": best["val_reject_rate"],
-        "threshold_from": f"{data}: the {1 - reject_rate:g} quantile of {len(val_idx)} val sessions' scores",
+        "threshold_from": (f"{data}: the {1 - reject_rate:g} quantile of {len(val_idx)} val "
+                           "sessions' scores"),
         "tuning_sources": {name: int(len(X)) for name, X in tunes.items()},
+        "tune": best["tune"],
         "chosen_by": how, "candidates": cands,
         "baseline_max_probability": {"threshold": base_thr, "tune": baseline},
         "bank_rows": int(len(bank_idx)), "data": str(data),
@@ -163,7 +187,7 @@ def fit(model_dir, data: str, tune: list[str] = (), reject_rate: float = DEFAULT
     }
     update_card(d, ood=ood)
     load_bundle(d)      # the written part loads (raises BundleError naming the file if not)
-    log(f"ood fit: {best['space']} {best['metric']} k={best['k']} threshold {best['threshold']:.4f} "
+    log(f"ood fit: {best['name']}, threshold {best['threshold']:.4f} "
         f"({best['val_reject_rate']:.1%} of val sessions rejected)"
         + "".join(f"; {n}: {v['caught']:.1%} caught, AUROC {v['auroc']:.3f}"
                   for n, v in best["tune"].items()) + f"; wrote {d / OOD_FILE}, {d / CARD_FILE}")

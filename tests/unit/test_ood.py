@@ -54,8 +54,7 @@ def test_train_fits_ood_and_refit_with_tuning_source(tmp_path, model, space):
     assert main(["train", "--model", model, "--data", str(data), "--out", str(out), "--epochs", "3",
                  "--no-progress", "--trees", "5", "--max-leaves", "16"]) == 0
     card = json.loads((out / "card.json").read_text())["ood"]
-    assert (card["space"], card["metric"], card["k"]) == (space, "cosine", 1)
-    assert "no tuning" in card["chosen_by"]
+    assert card["name"] == f"{space}/cosine/k=1" and "no tuning" in card["chosen_by"]
     assert (out / "ood.npz").is_file() and (out / "embed.tflite").is_file() == (space == "embedding")
     b = load_bundle(out)
     ds = load_dataset(data)
@@ -74,13 +73,17 @@ def test_train_fits_ood_and_refit_with_tuning_source(tmp_path, model, space):
                  "--reject-rate", "0.1"]) == 0
     card = json.loads((out / "card.json").read_text())["ood"]
     assert card["reject_rate_target"] == 0.1 and card["tuning_sources"] == {"tune": 60}
-    assert len(card["candidates"]) == 3 * 2 * (2 if space == "embedding" else 1)
+    # single parts: space x metric x k; with an embedding also one fusion per k
+    assert len(card["candidates"]) == (3 * 2 * 2 + 3 if space == "embedding" else 3 * 2)
     best = max(c["tune"]["tune"]["caught"] for c in card["candidates"])
-    chosen = [c for c in card["candidates"]
-              if (c["space"], c["metric"], c["k"]) == (card["space"], card["metric"], card["k"])]
-    assert chosen[0]["tune"]["tune"]["caught"] == best
+    assert card["tune"]["tune"]["caught"] == best
     b = load_bundle(out)
-    assert b.ood.metric == card["metric"] and b.ood.threshold == card["threshold"]
+    assert [(p.space, p.metric, p.k, p.scale) for p in b.ood.parts] == [
+        (p["space"], p["metric"], p["k"], p["scale"]) for p in card["parts"]]
+    # the bundle's own score puts the threshold where the fit said
+    assert (b.ood_score(val) > b.ood.threshold).mean() == pytest.approx(card["val_reject_rate"])
+    fused = [c for c in card["candidates"] if len(c["parts"]) == 2]
+    assert all(c["name"].startswith("embedding/cosine") for c in fused)
     assert card["command"].startswith("egw ood fit")
 
 
