@@ -219,10 +219,12 @@ class Bundle:
         ]
 
 
-def load_bundle(path: str | os.PathLike | None = None, prefer_int8: bool = True) -> Bundle:
+def load_bundle(path: str | os.PathLike | None = None, prefer_int8: bool = True,
+                with_ood: bool = True) -> Bundle:
     """Load the bundle in directory ``path`` (default: the embedded default model).
 
-    ``prefer_int8`` runs ``model.int8.tflite`` when present, else ``model.tflite``.
+    ``prefer_int8`` runs ``model.int8.tflite`` when present, else ``model.tflite``;
+    ``with_ood=False`` leaves out the OOD part (``egw ood fit`` replaces it).
     Raises :class:`BundleError` naming the file and the problem.
     """
     d = Path(path) if path is not None else DEFAULT_BUNDLE_DIR
@@ -269,5 +271,5 @@ def load_bundle(path: str | os.PathLike | None = None, prefer_int8: bool = True)
         card=card,
         model_file=model_file,
         _runner=runner,
-        ood=load_scorer(d, card, _Runner, _check_file),
+        ood=load_scorer(d, card, _Runner, _check_file) if with_ood else None,
     )

@@ -120,7 +120,7 @@ def fit(model_dir, data: str, tune: list[str] = (), reject_rate: float = DEFAULT
     if not 0 < reject_rate < 1:
         raise OodFitError(f"--reject-rate {reject_rate}: must be between 0 and 1")
     t0 = time.time()
-    b = load_bundle(d)
+    b = load_bundle(d, with_ood=False)
     ds = _load(b, data)
     tr = np.flatnonzero(ds.split == 0)
     va = np.flatnonzero(ds.split == 1)

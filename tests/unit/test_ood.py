@@ -107,3 +107,43 @@ def test_ood_fit_user_errors(tmp_path, capsys):
         fit(out, str(data), tune=[str(other)])
     with pytest.raises(OodFitError, match="reject-rate"):
         fit(out, str(data), reject_rate=1.5)
+
+
+def test_evaluate_reports_what_unfamiliar_sessions_became_and_auroc(tmp_path, capsys):
+    from classifier.dataset import load_dataset, save_dataset
+    from classifier.evaluate import evaluate
+    from egw_cli.main import main
+
+    data = tmp_path / "d.npz"
+    _kpackets_npz(data, n=180)
+    out = tmp_path / "f"
+    assert main(["train", "--model", "forest", "--data", str(data), "--out", str(out),
+                 "--no-progress", "--trees", "5", "--max-leaves", "16"]) == 0
+    ds = load_dataset(data)
+    te = np.flatnonzero(ds.split == 2)
+    U = _unfamiliar(ds.X[te])
+    # the test sessions plus as many of an unknown class 'w'
+    mixed = tmp_path / "mixed.npz"
+    n = len(te)
+    save_dataset(mixed, np.concatenate([ds.X[te], U]), np.r_[ds.y[te], np.full(n, 3)],
+                 np.arange(2 * n), np.full(2 * n, 2, np.int8), ["x", "y", "z", "w"], ds.preprocess,
+                 {"argv": ["synthetic"]})
+    res = evaluate(str(out), str(mixed), progress=False)
+    o = res["out_of_distribution"]
+    assert o["classes"] == ["w"] and o["n"] == n and sum(o["predicted"].values()) == n
+    assert o["predicted"].get("unknown", 0) == o["unknown"] >= 0.75 * n
+    assert o["score"] == "ood" and o["auroc"] > 0.9
+    assert res["open_set"]["score"] == "ood" and res["open_set"]["n"] == n
+    assert main(["evaluate", "--model", str(out), "--data", str(mixed), "--json",
+                 str(tmp_path / "e.json")]) == 0
+    text = capsys.readouterr().out
+    assert f"unknown {o['unknown']}" in text and "AUROC (ood score" in text
+    saved = json.loads((tmp_path / "e.json").read_text())["out_of_distribution"]
+    assert saved["predicted"] == o["predicted"]
+    # only unfamiliar sessions: what they became, no AUROC (nothing to compare with)
+    alone = tmp_path / "alone.npz"
+    save_dataset(alone, U, np.zeros(n, np.int64), np.arange(n), np.full(n, 2, np.int8), ["w"],
+                 ds.preprocess, {"argv": ["synthetic"]})
+    res = evaluate(str(out), str(alone), progress=False)
+    assert res["out_of_distribution"]["predicted"] == o["predicted"]
+    assert res["out_of_distribution"]["auroc"] is None and "open_set" not in res
