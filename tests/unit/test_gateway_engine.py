@@ -358,3 +358,23 @@ def test_min_confidence_demotes_an_unsure_label_to_the_default_entry(gw):
     assert (s["class"], s["policy_entry"], s["dscp"]) == ("voip", "voip", 46)
     fwd, _ = both_ways(sw, sport=41001)
     assert fwd.dscp == 46
+
+
+def test_unknown_sessions_get_the_policys_unknown_entry_and_show_as_unknown(gw):
+    eng, sw, clf = gw
+    eng.set_enforcer(policy_enforcer(POLICY.replace(
+        "classes:\n", "unknown: {dscp: CS1, rate_limit: {kbps: 2000, scope: session}}\nclasses:\n", 1)))
+    clf.label, clf.conf = "unknown", 0.8      # out of distribution by the bundle's OOD score
+    run_session(eng, sw, sport=42000)
+    clf.label = "voip"
+    run_session(eng, sw, sport=42001)
+    s = {v["client_port"]: v for v in eng.sessions()}
+    assert (s[42000]["class"], s[42000]["policy_entry"], s[42000]["dscp"]) == ("unknown", "unknown", 8)
+    assert (s[42001]["class"], s[42001]["policy_entry"], s[42001]["dscp"]) == ("voip", "voip", 46)
+    fwd, rev = both_ways(sw, sport=42000)
+    assert fwd.dscp == rev.dscp == 8 and fwd.outputs == [WAN] and len(fwd.meters) == 1
+    assert sw.meters[fwd.meters[0]].rate_kbps == 2000
+    counted = {line.split('cls="')[1].split('"')[0]: line.rsplit(" ", 1)[1]
+               for line in eng.metrics.render().decode().splitlines()
+               if line.startswith("egw_sessions_classified_total")}
+    assert counted == {"unknown": "1.0", "voip": "1.0"}
