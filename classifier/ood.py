@@ -9,8 +9,11 @@ in the **input vector** itself (kpackets: without the inter-arrival column, whos
 training values are synthetic). Above ``threshold`` (fitted so that a chosen share of
 validation sessions exceed it) the bundle answers ``unknown``. Files in the bundle:
 
-- ``ood.npz``: ``bank0``, ``bank1``: (n, d) float32, each part's features of (up to
-  ``MAX_BANK``) training sessions (L2-normalised for the cosine metric);
+- ``ood.npz``: ``bank0``, ``bank1``: (n, d) float16, each part's raw features of (up
+  to ``MAX_BANK``) training sessions (normalised on load for the cosine metric); for a
+  cosine part, ``keep<i>``: the columns that are not zero in every bank row (the others
+  add nothing to a dot product with the bank; a query is normalised over all columns
+  first), which keeps the file and the per-session cost small;
 - ``embed.tflite``: float LiteRT model, bundle input -> embedding (absent without an
   embedding part);
 - ``card.json["ood"]``: ``parts`` (``space``, ``metric``, ``k``, ``scale``),
@@ -70,8 +73,9 @@ class Part:
     space: str
     metric: str
     k: int
-    bank: np.ndarray
+    bank: np.ndarray                 # float32, normalised for cosine, columns ``keep`` only
     scale: float = 1.0
+    keep: np.ndarray | None = None   # columns of the features the bank holds (None: all)
 
 
 @dataclass
@@ -90,6 +94,8 @@ class OodScorer:
         total = np.zeros(len(x), np.float32)
         for p in self.parts:
             F = features(x, p.metric, emb if p.space == "embedding" else None, self.input_columns)
+            if p.keep is not None:
+                F = F[:, p.keep]
             total += knn_distance(F, p.bank, p.k, p.metric) / p.scale
         return total
 
@@ -118,19 +124,26 @@ def load_scorer(d: Path, card: dict, runner_cls, check_file) -> OodScorer | None
     check_file(path)
     try:
         with np.load(path, allow_pickle=False) as z:
-            banks = [np.asarray(z[f"bank{i}"], dtype=np.float32) for i in range(len(specs))]
+            raw = [np.asarray(z[f"bank{i}"], dtype=np.float32) for i in range(len(specs))]
+            keeps = [np.asarray(z[f"keep{i}"], dtype=np.int64) if f"keep{i}" in z.files else None
+                     for i in range(len(specs))]
     except Exception as exc:
         raise BundleError(f"{path}: cannot read the OOD banks ({exc})") from None
-    if any(b.ndim != 2 or len(b) == 0 for b in banks):
+    if any(b.ndim != 2 or len(b) == 0 for b in raw):
         raise BundleError(f"{path}: each bank must be a non-empty 2-D array")
+    banks = []
+    for (sp, m, *_), b, keep in zip(specs, raw, keeps):
+        if keep is not None and m != "cosine":
+            raise BundleError(f"{path}: only a cosine part may keep some columns")
+        banks.append(np.ascontiguousarray(normalise(b) if m == "cosine" else b))
     embed = None
     if any(sp == "embedding" for sp, *_ in specs):
         check_file(d / EMBED_MODEL)
         embed = runner_cls(d / EMBED_MODEL)
         width = int(embed.out["shape"][-1])
-        for (sp, *_), b in zip(specs, banks):
-            if sp == "embedding" and width != b.shape[1]:
+        for (sp, *_), b, keep in zip(specs, banks, keeps):
+            if sp == "embedding" and keep is None and width != b.shape[1]:
                 raise BundleError(f"{d / EMBED_MODEL}: embeds {width} values but {path} holds "
                                   f"{b.shape[1]}-wide rows")
-    parts = [Part(sp, m, k, b, sc) for (sp, m, k, sc), b in zip(specs, banks)]
+    parts = [Part(sp, m, k, b, sc, keep) for (sp, m, k, sc), b, keep in zip(specs, banks, keeps)]
     return OodScorer(parts=parts, threshold=thr, embed=embed, input_columns=cols)

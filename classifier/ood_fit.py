@@ -143,6 +143,19 @@ def fit(model_dir, data: str, tune: list[str] = (), reject_rate: float = DEFAULT
         runner = _Runner(d / EMBED_MODEL)
         spaces = {**{("embedding", m): (lambda X, m=m: features(X, m, runner.run(X)))
                      for m in METRICS}, **spaces}
+    def spaces_raw(c: dict) -> dict:
+        """The chosen parts' banks as stored: raw features in float16; a cosine part
+        keeps only the columns that are not zero in every row."""
+        out = {}
+        for i, p in enumerate(c["parts"]):
+            F = spaces[p["space"], "euclidean"](ds.X[bank_idx])      # raw: not normalised
+            if p["metric"] == "cosine":
+                keep = np.flatnonzero(np.abs(F).sum(0) > 0)
+                F = F[:, keep]
+                out[f"keep{i}"] = keep.astype(np.int32)
+            out[f"bank{i}"] = F.astype(np.float16)
+        return out
+
     log(f"ood fit: {len(bank_idx)} training sessions in the bank, {len(val_idx)} val sessions, "
         f"spaces {', '.join('/'.join(s) for s in spaces)}, k in {KS}"
         + (f", tuning on {', '.join(tunes)}" if tunes else ""))
@@ -154,8 +167,8 @@ def fit(model_dir, data: str, tune: list[str] = (), reject_rate: float = DEFAULT
     else:
         best = cands[0]
         how = f"no tuning sources given: the first candidate ({best['name']})"
-    np.savez_compressed(d / OOD_FILE, **{f"bank{i}": banks[p["space"], p["metric"]]
-                                        for i, p in enumerate(best["parts"])})
+    raw = spaces_raw(best)
+    np.savez_compressed(d / OOD_FILE, **raw)
     if all(p["space"] != "embedding" for p in best["parts"]) and (d / EMBED_MODEL).exists():
         (d / EMBED_MODEL).unlink()
     # the max-probability baseline on the same sessions, for the card
@@ -185,6 +198,11 @@ def fit(model_dir, data: str, tune: list[str] = (), reject_rate: float = DEFAULT
         "command": "egw " + " ".join(argv) if argv else None,
         "seconds": round(time.time() - t0, 1),
     }
+    update_card(d, ood=ood)
+    # the threshold again, from the scorer as the bundle loads it (float16 banks)
+    sv = load_bundle(d).ood.score(ds.X[val_idx])
+    ood["threshold"] = best["threshold"] = float(np.quantile(sv, 1 - reject_rate))
+    ood["val_reject_rate"] = best["val_reject_rate"] = float((sv > ood["threshold"]).mean())
     update_card(d, ood=ood)
     load_bundle(d)      # the written part loads (raises BundleError naming the file if not)
     log(f"ood fit: {best['name']}, threshold {best['threshold']:.4f} "
