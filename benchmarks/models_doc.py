@@ -137,11 +137,12 @@ def smart_home_priority(res: dict) -> str:
 
 
 def smart_home_flows(res: dict) -> str:
-    out = ["| flow | proto | class | confidence | policy entry | DSCP | meter kbit/s |",
-           "|---|---|---|---:|---|---:|---:|"]
+    out = ["| flow | proto | class | confidence | OOD score | policy entry | DSCP | meter kbit/s |",
+           "|---|---|---|---:|---:|---|---:|---:|"]
     for f in res["live_flows"]:
-        c = f["confidence"]
+        c, o = f["confidence"], f.get("ood_score")
         out.append(f"| {f['flow']} | {f['proto']} | {f['class']} | {'' if c is None else f'{c:.2f}'} | "
+                   f"{'–' if o is None else f'{o:.2f}'} | "
                    f"{f['policy_entry']} | {f['dscp'] if f['dscp'] is not None else ''} | "
                    f"{f['rate_kbps'] or ''} |")
     return "\n".join(out)

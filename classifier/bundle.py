@@ -201,6 +201,14 @@ class Bundle:
         or, with an OOD part, when the OOD score is above its threshold."""
         return self.decide(self.predict(batch), self.ood_score(batch))
 
+    def classify_scored(self, batch: np.ndarray) -> list[tuple[str, float, float | None]]:
+        """``(label, confidence, OOD score or None)`` per sample: what the gateway calls,
+        so that its sessions show the score their decision was made on."""
+        ood = self.ood_score(batch)
+        out = self.decide(self.predict(batch), ood)
+        scores = [None] * len(out) if ood is None else ood.tolist()
+        return [(label, conf, s) for (label, conf), s in zip(out, scores)]
+
     def decide(self, probs: np.ndarray, ood: np.ndarray | None = None
                ) -> list[tuple[str, float]]:
         """Turn probabilities (and OOD scores, if given) into ``(label, confidence)``.

@@ -94,3 +94,16 @@ def test_time_to_decision_per_replayed_class(result):
         # decided after its first packet and within the mirror time cap (+ tick, load)
         assert 0 <= r["median_ms"] <= r["max_ms"] < 10_000, r
         assert r["median_packets"] >= 1, r
+
+
+def test_live_flows_of_unfamiliar_tools_come_out_unknown(result):
+    """iperf3 bulk uploads and the camera's video are none of the model's classes: its OOD
+    score says so (not a min_confidence floor), and the report shows the score."""
+    assert result["model"]["ood"] is not None
+    flows = [f for f in result["live_flows"]
+             if f["flow"] in ("laptop bulk upload", "camera video")]
+    assert len(flows) >= 3
+    assert all(f["class"] == "unknown" for f in flows), flows
+    assert all(f["ood_score"] > result["model"]["ood"]["threshold"] for f in flows), flows
+    assert (result["_report"] / "ood_scores.png").stat().st_size > 0
+    assert "Out-of-distribution score" in (result["_report"] / "report.md").read_text()

@@ -69,12 +69,15 @@ class FakeClassifier:
 
     def __init__(self, label="voip", conf=0.9):
         self.label, self.conf = label, conf
+        self.score = None        # set: (label, confidence, OOD score) as Bundle.classify_scored
         self.batches: list[int] = []
 
     def __call__(self, batch):
         self.batches.append(len(batch))
         if self.label == "raise":
             raise RuntimeError("model exploded")
+        if self.score is not None:
+            return [(self.label, self.conf, self.score)] * len(batch)
         return [(self.label, self.conf)] * len(batch)
 
 
@@ -364,11 +367,12 @@ def test_unknown_sessions_get_the_policys_unknown_entry_and_show_as_unknown(gw):
     eng, sw, clf = gw
     eng.set_enforcer(policy_enforcer(POLICY.replace(
         "classes:\n", "unknown: {dscp: CS1, rate_limit: {kbps: 2000, scope: session}}\nclasses:\n", 1)))
-    clf.label, clf.conf = "unknown", 0.8      # out of distribution by the bundle's OOD score
+    clf.label, clf.conf, clf.score = "unknown", 0.8, 2.5   # out of distribution by its OOD score
     run_session(eng, sw, sport=42000)
-    clf.label = "voip"
+    clf.label, clf.score = "voip", 0.7
     run_session(eng, sw, sport=42001)
     s = {v["client_port"]: v for v in eng.sessions()}
+    assert (s[42000]["ood_score"], s[42001]["ood_score"]) == (2.5, 0.7)
     assert (s[42000]["class"], s[42000]["policy_entry"], s[42000]["dscp"]) == ("unknown", "unknown", 8)
     assert (s[42001]["class"], s[42001]["policy_entry"], s[42001]["dscp"]) == ("voip", "voip", 46)
     fwd, rev = both_ways(sw, sport=42000)
