@@ -55,18 +55,24 @@ OUT_PNG = REPO / "docs" / "img" / "models" / "open_set_roc.png"
 COMMANDS: list[str] = []
 
 
-def egw(*args: str) -> None:
+def _rel(a: str) -> str:
+    return a.replace(str(REPO) + "/", "")
+
+
+def egw(*args: str, needed: bool = True) -> None:
+    """Record the command (the JSON lists the whole pipeline); run it when ``needed``."""
+    COMMANDS.append("egw " + " ".join(_rel(a) for a in args))
+    if not needed:
+        return
     cmd = [sys.executable, "-m", "egw_cli.main", *args]
-    COMMANDS.append("egw " + " ".join(args))
     print("+ egw " + " ".join(args), flush=True)
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     subprocess.run(["nice", "-n", "10", *cmd], check=True, env=env, cwd=REPO)
 
 
 def build(inp: Path, out: Path, *opts: str) -> Path:
-    if not out.exists():
-        egw("dataset", "build", "--input", str(inp), "--min-files", "1000000", "--jobs", "2",
-            "--no-progress", "--out", str(out), *opts)
+    egw("dataset", "build", "--input", str(inp), "--min-files", "1000000", "--jobs", "2",
+        "--no-progress", "--out", str(out), *opts, needed=not out.exists())
     return out
 
 
@@ -99,9 +105,10 @@ def prepare(work: Path, iscx: Path) -> dict:
     iot_all = build(DATA / "iot-sentinel", work / "iot-sentinel.npz", "--preprocess", pre,
                     "--split", "1,0,0", "--skip-bad")
     iot_tune, iot_test = split_by_class(iot_all, work, "iot")
+    COMMANDS.append("(iot-sentinel.npz split by device, alternating: iot-tune.npz, iot-test.npz)")
     live = REPO / "runs" / "captures" / "live"
+    COMMANDS.append("python benchmarks/live_captures.py --out runs/captures/live --runs 30")
     if not (live / "test").is_dir():
-        COMMANDS.append("python benchmarks/live_captures.py --out runs/captures/live --runs 30")
         subprocess.run([sys.executable, str(REPO / "benchmarks" / "live_captures.py"), "--out",
                         str(live), "--runs", "30"], check=True, cwd=REPO)
     live_tune = build(live / "tune", work / "live-tune.npz", "--preprocess", pre, "--split", "1,0,0")
@@ -116,12 +123,14 @@ def prepare(work: Path, iscx: Path) -> dict:
     loao_test = build(links(work / "loao" / "unseen-test", LOAO_TEST), work / "loao-unseen-test.npz",
                       *kp, "--split", "1,0,0")
     loao_model = work / "loao-tinykp"
-    if not (loao_model / "card.json").exists():
-        egw("train", "--model", "tinykp", "--data", str(loao_data), "--out", str(loao_model),
-            "--seed", "0", "--no-progress", "--max-seconds", str(LOAO_SECONDS))
+    egw("train", "--model", "tinykp", "--data", str(loao_data), "--out", str(loao_model),
+        "--seed", "0", "--no-progress", "--max-seconds", str(LOAO_SECONDS),
+        needed=not (loao_model / "card.json").exists())
     card = json.loads((loao_model / "card.json").read_text())
-    if set(card.get("ood", {}).get("tuning_sources", {})) != {loao_tune.stem}:
-        egw("ood", "fit", "--model", str(loao_model), "--data", str(loao_data), "--tune", str(loao_tune))
+    egw("ood", "fit", "--model", str(loao_model), "--data", str(loao_data), "--tune", str(loao_tune),
+        needed=set(card.get("ood", {}).get("tuning_sources", {})) != {loao_tune.stem})
+    COMMANDS.append(f"egw ood fit --model {_rel(str(DEFAULT_BUNDLE_DIR))} --data {_rel(str(iscx))} "
+                    f"--tune {_rel(str(iot_tune))} --tune {_rel(str(live_tune))}")
     dcard = json.loads((DEFAULT_BUNDLE_DIR / "card.json").read_text())
     if set(dcard.get("ood", {}).get("tuning_sources", {})) != {iot_tune.stem, live_tune.stem}:
         raise SystemExit(f"the default bundle's OOD part was not fitted on {iot_tune.stem} and "
