@@ -1,7 +1,7 @@
 """Out-of-distribution score of a bundle (runtime side: numpy and LiteRT, no TensorFlow).
 
 A session is *unfamiliar* when its features are far from every training session's.
-A score is a sum of one or two *parts*; a part is the cosine (1 - cosine similarity) or
+A score is one *part*, or the sum or the maximum of two (``combine``); a part is the cosine (1 - cosine similarity) or
 Euclidean distance to the ``k``-th nearest training session, divided by its ``scale``,
 in the model's **penultimate-layer embedding** (``embed.tflite``, the input of the
 softmax layer, exported from ``model.keras`` by ``egw ood fit``; Keras families only) or
@@ -16,7 +16,7 @@ validation sessions exceed it) the bundle answers ``unknown``. Files in the bund
   first), which keeps the file and the per-session cost small;
 - ``embed.tflite``: float LiteRT model, bundle input -> embedding (absent without an
   embedding part);
-- ``card.json["ood"]``: ``parts`` (``space``, ``metric``, ``k``, ``scale``),
+- ``card.json["ood"]``: ``parts`` (``space``, ``metric``, ``k``, ``scale``), ``combine``,
   ``threshold``, ``input_columns``, how it was chosen (see
   :mod:`classifier.ood_fit`).
 """
@@ -31,6 +31,7 @@ OOD_FILE = "ood.npz"
 EMBED_MODEL = "embed.tflite"
 SPACES = ("embedding", "input")
 METRICS = ("cosine", "euclidean")
+COMBINES = ("sum", "max")
 
 
 def normalise(F: np.ndarray) -> np.ndarray:
@@ -65,6 +66,12 @@ def features(x: np.ndarray, metric: str, embedded: np.ndarray | None = None,
     return normalise(F) if metric == "cosine" else F
 
 
+def combine(dists: list[np.ndarray], how: str) -> np.ndarray:
+    """The parts' scaled distances as one score: their sum or their maximum."""
+    stacked = np.stack(dists).astype(np.float32)
+    return stacked.max(axis=0) if how == "max" else stacked.sum(axis=0)
+
+
 @dataclass
 class Part:
     """One distance: ``k``-th nearest neighbour in ``bank``, in ``space`` with ``metric``,
@@ -80,10 +87,11 @@ class Part:
 
 @dataclass
 class OodScorer:
-    """Scores bundle inputs: the sum of its parts' scaled distances."""
+    """Scores bundle inputs: the sum (or maximum) of its parts' scaled distances."""
 
     parts: list[Part]
     threshold: float
+    combine: str = "sum"
     embed: object | None = None        # classifier.bundle._Runner of embed.tflite
     input_columns: int | None = None   # input space: leading columns of the last axis used
 
@@ -91,13 +99,13 @@ class OodScorer:
         """OOD score per sample of ``x`` (n, *feature_shape): higher = less familiar."""
         x = np.asarray(x, np.float32)
         emb = self.embed.run(x) if any(p.space == "embedding" for p in self.parts) else None
-        total = np.zeros(len(x), np.float32)
+        dists = []
         for p in self.parts:
             F = features(x, p.metric, emb if p.space == "embedding" else None, self.input_columns)
             if p.keep is not None:
                 F = F[:, p.keep]
-            total += knn_distance(F, p.bank, p.k, p.metric) / p.scale
-        return total
+            dists.append(knn_distance(F, p.bank, p.k, p.metric) / p.scale)
+        return combine(dists, self.combine)
 
 
 def load_scorer(d: Path, card: dict, runner_cls, check_file) -> OodScorer | None:
@@ -112,11 +120,14 @@ def load_scorer(d: Path, card: dict, runner_cls, check_file) -> OodScorer | None
     try:
         thr = float(spec["threshold"])
         cols = int(spec["input_columns"]) if spec.get("input_columns") else None
+        how = str(spec.get("combine", "sum"))
         specs = [(str(p["space"]), str(p["metric"]), int(p["k"]), float(p["scale"]))
                  for p in spec["parts"]]
     except (KeyError, TypeError, ValueError) as exc:
         raise BundleError(f"{where} needs threshold and parts (space, metric, k, scale) "
                           f"({exc!r})") from None
+    if how not in COMBINES:
+        raise BundleError(f"{where}: combine must be one of {COMBINES}")
     if not specs or any(sp not in SPACES or m not in METRICS or k < 1 or sc <= 0
                         for sp, m, k, sc in specs):
         raise BundleError(f"{where}: each part needs a space in {SPACES}, a metric in "
@@ -146,4 +157,4 @@ def load_scorer(d: Path, card: dict, runner_cls, check_file) -> OodScorer | None
                 raise BundleError(f"{d / EMBED_MODEL}: embeds {width} values but {path} holds "
                                   f"{b.shape[1]}-wide rows")
     parts = [Part(sp, m, k, b, sc, keep) for (sp, m, k, sc), b, keep in zip(specs, banks, keeps)]
-    return OodScorer(parts=parts, threshold=thr, embed=embed, input_columns=cols)
+    return OodScorer(parts=parts, threshold=thr, combine=how, embed=embed, input_columns=cols)

@@ -4,8 +4,8 @@ Works on any existing bundle (training side: TensorFlow only to export the
 embedding of a Keras model). Writes ``ood.npz``, ``embed.tflite`` (Keras families)
 and ``card.json["ood"]`` (see :mod:`classifier.ood`). Choice by measurement:
 
-- every candidate (one part: feature space x metric x ``k``; or the sum of the embedding
-  and input cosine distances, each scaled by its validation quantile) gets its threshold from the validation
+- every candidate (one part: feature space x metric x ``k``; or the sum or maximum of the
+  embedding and input cosine distances, each scaled by its validation quantile) gets its threshold from the validation
   sessions alone: the ``1 - reject_rate`` quantile of their scores;
 - with ``--tune`` datasets (the *tuning part* of unfamiliar sources), the candidate
   that catches the largest mean share of their sessions at that threshold is
@@ -22,7 +22,8 @@ import numpy as np
 
 from classifier.bundle import CARD_FILE, UNKNOWN, load_bundle
 from classifier.metrics import auroc
-from classifier.ood import EMBED_MODEL, METRICS, OOD_FILE, features, knn_distance
+from classifier.ood import (COMBINES, EMBED_MODEL, METRICS, OOD_FILE, combine, features,
+                           knn_distance)
 
 MAX_BANK = 4000          # training sessions kept (seeded sample): bounds the per-session cost
 KS = (1, 5, 20)
@@ -72,7 +73,8 @@ def _name(parts) -> str:
 def _candidates(spaces: dict, bank_rows: np.ndarray, val_rows: np.ndarray, tunes: dict,
                 reject_rate: float) -> tuple[list[dict], dict]:
     """Every single part (space x metric x k) and, with an embedding, each k's fusion of
-    embedding and input cosine distances (each scaled by its validation quantile).
+    embedding and input cosine distances (each scaled by its validation quantile; their
+    sum, and their maximum).
     Returns the candidates (threshold, val rejection, per tuning source: share caught
     and AUROC) and the features of the bank per (space, metric)."""
     banks, dist = {}, {}
@@ -87,13 +89,13 @@ def _candidates(spaces: dict, bank_rows: np.ndarray, val_rows: np.ndarray, tunes
     fused = [(("embedding", "cosine", k), ("input", "cosine", k)) for k in KS
              if ("embedding", "cosine") in spaces]
     out = []
-    for parts in singles + fused:
+    for parts, how in [(p, "sum") for p in singles] + [(p, h) for p in fused for h in COMBINES]:
         scales = [float(np.quantile(dist[(*p, "val")], q)) if len(parts) > 1 else 1.0
                   for p in parts]
-        score = {name: sum(dist[(*p, name)] / sc for p, sc in zip(parts, scales))
+        score = {name: combine([dist[(*p, name)] / sc for p, sc in zip(parts, scales)], how)
                  for name in ("val", *tunes)}
         thr = float(np.quantile(score["val"], q))
-        c = {"name": _name(parts),
+        c = {"name": _name(parts) + (f" ({how})" if len(parts) > 1 else ""), "combine": how,
              "parts": [{"space": sp, "metric": m, "k": k, "scale": sc}
                        for (sp, m, k), sc in zip(parts, scales)],
              "threshold": thr, "val_reject_rate": float((score["val"] > thr).mean()), "tune": {}}
@@ -180,12 +182,12 @@ def fit(model_dir, data: str, tune: list[str] = (), reject_rate: float = DEFAULT
         baseline[name] = {"caught": float((pt < base_thr).mean()), "auroc": auroc(-pv, -pt)}
     ood = {
         "method": "knn", "name": best["name"],
-        "what": ("sum of the parts' distances (cosine: 1 - cosine similarity) to the k-th "
+        "what": (f"{best['combine']} of the parts' distances (cosine: 1 - cosine similarity) to the k-th "
                  "nearest of the bank's training sessions, each divided by its scale, in the "
                  "penultimate-layer embedding (embed.tflite) or the input vector"
                  + (" without its inter-arrival column" if cols else "")
                  + f"; above the threshold: {UNKNOWN}"),
-        "parts": best["parts"], "threshold": best["threshold"],
+        "parts": best["parts"], "combine": best["combine"], "threshold": best["threshold"],
         "input_columns": cols,
         "reject_rate_target": reject_rate, "val_reject_rate": best["val_reject_rate"],
         "threshold_from": (f"{data}: the {1 - reject_rate:g} quantile of {len(val_idx)} val "

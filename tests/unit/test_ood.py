@@ -26,6 +26,14 @@ def test_knn_distance_is_cosine_distance_to_kth_neighbour():
     assert knn_distance(q, bank, 2)[0] == pytest.approx(1 - np.sqrt(0.5), abs=1e-6)
 
 
+def test_parts_combine_by_sum_or_max():
+    from classifier.ood import combine
+
+    a, b = np.array([0.5, 2.0]), np.array([1.5, 0.25])
+    assert combine([a, b], "sum") == pytest.approx([2.0, 2.25])
+    assert combine([a, b], "max") == pytest.approx([1.5, 2.0])
+
+
 tf = pytest.importorskip("tensorflow")
 from tests.unit.test_models_train import _kpackets_npz  # noqa: E402
 
@@ -74,7 +82,7 @@ def test_train_fits_ood_and_refit_with_tuning_source(tmp_path, model, space):
     card = json.loads((out / "card.json").read_text())["ood"]
     assert card["reject_rate_target"] == 0.1 and card["tuning_sources"] == {"tune": 60}
     # single parts: space x metric x k; with an embedding also one fusion per k
-    assert len(card["candidates"]) == (3 * 2 * 2 + 3 if space == "embedding" else 3 * 2)
+    assert len(card["candidates"]) == (3 * 2 * 2 + 3 * 2 if space == "embedding" else 3 * 2)
     best = max(c["tune"]["tune"]["caught"] for c in card["candidates"])
     assert card["tune"]["tune"]["caught"] == best
     b = load_bundle(out)
