@@ -226,7 +226,9 @@ def open_set_table(res: dict) -> str:
             f"{100 * g['in_rejected']:.0f} % of in-distribution sessions rejected: "
             + (f"met for {', '.join(met)}." if met else "**not met** for any source.")
             + f" Per kind of traffic: {kinds}. Cost per session (default bundle, batch 1): model "
-            f"{lat['model_ms']:.3f} ms, model + OOD score + decision {lat['classify_with_ood_ms']:.3f} ms. "
+            f"{lat['model_ms']:.3f} ms, model + OOD score + decision {lat['classify_with_ood_ms']:.3f} ms"
+            + (f" (median; machine load average {lat['loadavg_1m']} on {lat['cores']} cores)"
+               if "loadavg_1m" in lat else "") + ". "
             f"Finished {res['finished']}."]
     return "\n".join(out)
 

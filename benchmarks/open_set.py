@@ -230,7 +230,9 @@ def latency(bdir: Path, data: Path, runs: int = 2000) -> dict:
             fn(one)
             ts.append(time.perf_counter() - t)
         out[name] = round(1000 * float(np.median(ts)), 4)
-    out["note"] = "LiteRT int8 model + numpy kNN, 1 thread, batch 1, median of 2000"
+    out["loadavg_1m"] = round(os.getloadavg()[0], 2)
+    out["cores"] = os.cpu_count()
+    out["note"] = "LiteRT int8 model (1 thread) + numpy kNN, batch 1, median of 2000"
     return out
 
 

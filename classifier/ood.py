@@ -32,6 +32,7 @@ EMBED_MODEL = "embed.tflite"
 SPACES = ("embedding", "input")
 METRICS = ("cosine", "euclidean")
 COMBINES = ("sum", "max")
+SMALL_BATCH = 8
 
 
 def normalise(F: np.ndarray) -> np.ndarray:
@@ -46,7 +47,10 @@ def knn_distance(Q: np.ndarray, bank: np.ndarray, k: int, metric: str = "cosine"
     (rows already normalised: 1 - dot product) or Euclidean."""
     if len(Q) == 0:
         return np.zeros(0, dtype=np.float32)
-    dot = Q @ bank.T                                   # (n, N)
+    # a few rows (the gateway: one session at a time) without BLAS: waking a multithreaded
+    # BLAS between LiteRT calls costs milliseconds on a loaded machine, the product itself
+    # a fraction of one
+    dot = np.einsum("ij,kj->ik", Q, bank) if len(Q) <= SMALL_BATCH else Q @ bank.T   # (n, N)
     if metric == "cosine":
         d = 1.0 - dot
     else:
