@@ -67,7 +67,7 @@ def replay_session(bundle, enforce, cs, mirror_max_packets: int, mirror_max_seco
     """One session through a fresh engine: ``dict`` of what it took to its rule."""
     from ryu_apps.gateway.engine import GatewayEngine
 
-    eng = GatewayEngine(bundle.preprocess, bundle.classify, enforce, wan_port=WAN,
+    eng = GatewayEngine(bundle.preprocess, bundle.classify_scored, enforce, wan_port=WAN,
                         mirror_max_packets=mirror_max_packets,
                         mirror_max_seconds=mirror_max_seconds, clock=lambda: 0.0)
     t0 = cs.packets[0][0]

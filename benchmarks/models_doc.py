@@ -137,11 +137,12 @@ def smart_home_priority(res: dict) -> str:
 
 
 def smart_home_flows(res: dict) -> str:
-    out = ["| flow | proto | class | confidence | policy entry | DSCP | meter kbit/s |",
-           "|---|---|---|---:|---|---:|---:|"]
+    out = ["| flow | proto | class | confidence | OOD score | policy entry | DSCP | meter kbit/s |",
+           "|---|---|---|---:|---:|---|---:|---:|"]
     for f in res["live_flows"]:
-        c = f["confidence"]
+        c, o = f["confidence"], f.get("ood_score")
         out.append(f"| {f['flow']} | {f['proto']} | {f['class']} | {'' if c is None else f'{c:.2f}'} | "
+                   f"{'–' if o is None else f'{o:.2f}'} | "
                    f"{f['policy_entry']} | {f['dscp'] if f['dscp'] is not None else ''} | "
                    f"{f['rate_kbps'] or ''} |")
     return "\n".join(out)
@@ -334,6 +335,37 @@ def fleet_sizing_table(res: dict) -> str:
     return "\n".join(out)
 
 
+def open_set_table(res: dict) -> str:
+    g = res["goal"]
+    out = ["| source | bundle (OOD method) | unfamiliar test sessions | AUROC | **caught** | "
+           "in-distribution rejected | max-probability: AUROC / caught / rejected | tuning part: "
+           "sessions / caught |",
+           "|---|---|---:|---:|---:|---:|---|---|"]
+    for r in res["rows"]:
+        b, t = r["baseline_max_probability"], r.get("tuning") or {}
+        out.append(
+            f"| {r['what']} | `{r['bundle']}` ({r['method']}) | {r['sessions']:,} | "
+            f"{r['auroc']:.3f} | **{100 * r['caught']:.1f} %** | {100 * r['in_rejected']:.1f} % "
+            f"of {r['in_sessions']:,} | {b['auroc']:.3f} / {100 * b['caught']:.1f} % / "
+            f"{100 * b['in_rejected']:.1f} % | {t.get('sessions', '–')} / "
+            f"{100 * t['caught']:.1f} % |" if t else "| – |")
+    met = [r["source"] for r in res["rows"]
+           if r["caught"] >= g["caught"] and r["in_rejected"] <= g["in_rejected"]]
+    kinds = "; ".join(f"{r['source']}: " + ", ".join(f"{k} {100 * v['caught']:.0f} % of {v['sessions']}"
+                                                     for k, v in r["per_kind"].items())
+                      for r in res["rows"] if r["source"] != "iot")
+    lat = res["latency_default"]
+    out += ["", f"Goal: at least {100 * g['caught']:.0f} % caught with at most "
+            f"{100 * g['in_rejected']:.0f} % of in-distribution sessions rejected: "
+            + (f"met for {', '.join(met)}." if met else "**not met** for any source.")
+            + f" Per kind of traffic: {kinds}. Cost per session (default bundle, batch 1): model "
+            f"{lat['model_ms']:.3f} ms, model + OOD score + decision {lat['classify_with_ood_ms']:.3f} ms"
+            + (f" (median; machine load average {lat['loadavg_1m']} on {lat['cores']} cores)"
+               if "loadavg_1m" in lat else "") + ". "
+            f"Finished {res['finished']}."]
+    return "\n".join(out)
+
+
 RENDERERS = {"default-audit": ("default_audit", audit_table),
              "flood-fairness": ("fairness", fairness_table),
              "fleet-sizing": ("fleet", fleet_sizing_table),
@@ -342,6 +374,7 @@ RENDERERS = {"default-audit": ("default_audit", audit_table),
              "scale-extrapolation": ("scale", scale_extrapolation_table),
              "scale-bundle": ("scale", scale_bundle_table),
              "fleet": ("fleet", fleet_table),
+             "open-set": ("open_set", open_set_table),
              "smart-home-confusion": ("smart_home", smart_home_confusion),
              "smart-home-priority": ("smart_home", smart_home_priority),
              "smart-home-flows": ("smart_home", smart_home_flows),

@@ -19,6 +19,8 @@ from typing import Any
 
 import numpy as np
 
+from classifier.ood import EMBED_MODEL, OOD_FILE, OodScorer, load_scorer
+
 DEFAULT_BUNDLE_DIR = Path(__file__).resolve().parent / "models" / "default"
 
 UNKNOWN = "unknown"
@@ -37,6 +39,8 @@ MAX_FILE_BYTES = {
     CARD_FILE: 4 << 20,
     FLOAT_MODEL: 64 << 20,
     INT8_MODEL: 64 << 20,
+    OOD_FILE: 64 << 20,
+    EMBED_MODEL: 64 << 20,
 }
 
 
@@ -137,6 +141,7 @@ class Bundle:
     model_file: Path
     _runner: _Runner = field(repr=False)
     max_batch: int = 256
+    ood: OodScorer | None = field(default=None, repr=False)
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -152,12 +157,7 @@ class Bundle:
     def quantized(self) -> bool:
         return self._runner.quantized
 
-    def predict(self, batch: np.ndarray) -> np.ndarray:
-        """Class probabilities, shape (n, len(labels)), for a batch of vectors.
-
-        ``batch`` has shape ``(n, *feature_shape)`` (a single sample of shape
-        ``feature_shape`` is accepted too); any float or integer dtype.
-        """
+    def _as_batch(self, batch: np.ndarray) -> np.ndarray:
         x = np.asarray(batch, dtype=np.float32)
         if x.shape == self.feature_shape:
             x = x[None]
@@ -169,6 +169,15 @@ class Bundle:
             raise ValueError(
                 f"{self.model_file}: input of shape {x.shape[1:]} given, model wants {self.feature_shape}"
             )
+        return x
+
+    def predict(self, batch: np.ndarray) -> np.ndarray:
+        """Class probabilities, shape (n, len(labels)), for a batch of vectors.
+
+        ``batch`` has shape ``(n, *feature_shape)`` (a single sample of shape
+        ``feature_shape`` is accepted too); any float or integer dtype.
+        """
+        x = self._as_batch(batch)
         if x.shape[0] == 0:
             return np.zeros((0, len(self.labels)), dtype=np.float32)
         parts = [
@@ -176,25 +185,54 @@ class Bundle:
         ]
         return np.concatenate(parts, axis=0)
 
-    def classify(self, batch: np.ndarray) -> list[tuple[str, float]]:
-        """``(label, confidence)`` per sample; ``'unknown'`` when below ``threshold``."""
-        probs = self.predict(batch)
-        return self.decide(probs)
+    def ood_score(self, batch: np.ndarray) -> np.ndarray | None:
+        """Out-of-distribution score per sample (higher = less familiar), or None when
+        the bundle has no fitted OOD part (``egw ood fit``)."""
+        if self.ood is None:
+            return None
+        x = self._as_batch(batch)
+        if x.shape[0] == 0:
+            return np.zeros(0, dtype=np.float32)
+        return np.concatenate([self.ood.score(x[i : i + self.max_batch])
+                               for i in range(0, x.shape[0], self.max_batch)])
 
-    def decide(self, probs: np.ndarray) -> list[tuple[str, float]]:
-        """Turn probabilities into ``(label, confidence)`` with the open-set threshold."""
+    def classify(self, batch: np.ndarray) -> list[tuple[str, float]]:
+        """``(label, confidence)`` per sample; ``'unknown'`` when below ``threshold``
+        or, with an OOD part, when the OOD score is above its threshold."""
+        return self.decide(self.predict(batch), self.ood_score(batch))
+
+    def classify_scored(self, batch: np.ndarray) -> list[tuple[str, float, float | None]]:
+        """``(label, confidence, OOD score or None)`` per sample: what the gateway calls,
+        so that its sessions show the score their decision was made on."""
+        ood = self.ood_score(batch)
+        out = self.decide(self.predict(batch), ood)
+        scores = [None] * len(out) if ood is None else ood.tolist()
+        return [(label, conf, s) for (label, conf), s in zip(out, scores)]
+
+    def decide(self, probs: np.ndarray, ood: np.ndarray | None = None
+               ) -> list[tuple[str, float]]:
+        """Turn probabilities (and OOD scores, if given) into ``(label, confidence)``.
+
+        With OOD scores the OOD threshold decides what is ``unknown`` (the max-probability
+        ``threshold`` is not a distance from the data); without, ``threshold`` does."""
         idx = probs.argmax(axis=1)
         conf = probs[np.arange(len(idx)), idx]
+        if ood is not None and self.ood is not None:
+            known = np.asarray(ood) <= self.ood.threshold
+        else:
+            known = conf >= self.threshold
         return [
-            (self.labels[i] if c >= self.threshold else UNKNOWN, float(c))
-            for i, c in zip(idx.tolist(), conf.tolist())
+            (self.labels[i] if ok else UNKNOWN, float(c))
+            for i, c, ok in zip(idx.tolist(), conf.tolist(), known.tolist())
         ]
 
 
-def load_bundle(path: str | os.PathLike | None = None, prefer_int8: bool = True) -> Bundle:
+def load_bundle(path: str | os.PathLike | None = None, prefer_int8: bool = True,
+                with_ood: bool = True) -> Bundle:
     """Load the bundle in directory ``path`` (default: the embedded default model).
 
-    ``prefer_int8`` runs ``model.int8.tflite`` when present, else ``model.tflite``.
+    ``prefer_int8`` runs ``model.int8.tflite`` when present, else ``model.tflite``;
+    ``with_ood=False`` leaves out the OOD part (``egw ood fit`` replaces it).
     Raises :class:`BundleError` naming the file and the problem.
     """
     d = Path(path) if path is not None else DEFAULT_BUNDLE_DIR
@@ -241,4 +279,5 @@ def load_bundle(path: str | os.PathLike | None = None, prefer_int8: bool = True)
         card=card,
         model_file=model_file,
         _runner=runner,
+        ood=load_scorer(d, card, _Runner, _check_file) if with_ood else None,
     )

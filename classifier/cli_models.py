@@ -95,6 +95,7 @@ def register(sub) -> None:
     e.add_argument("--json", default=None, metavar="OUT", help="write the results as JSON")
     e.add_argument("--no-progress", action="store_true")
     e.set_defaults(func=_evaluate)
+    register_ood(sub)
 
 
 def _train(args) -> int:
@@ -153,4 +154,36 @@ def _evaluate(args) -> int:
     if args.json:
         write_json(res, args.json)
         print(f"wrote {args.json}")
+    return 0
+
+
+def register_ood(sub) -> None:
+    o = sub.add_parser("ood", help="fit a bundle's out-of-distribution (open-set) part",
+                       description="Out-of-distribution detection of a model bundle.")
+    osub = o.add_subparsers(dest="ood_command", metavar="COMMAND", required=True)
+    f = osub.add_parser(
+        "fit", help="fit the OOD score and threshold of a bundle on its training dataset",
+        description="Fit the OOD part of a bundle (any family): a bank of training sessions' "
+        "features (the penultimate-layer embedding, exported as embed.tflite, or the input "
+        "vector for bundles without model.keras), the threshold that rejects --reject-rate of "
+        "the validation sessions, and with --tune the feature space and k that catch most of "
+        "the tuning sessions. Writes ood.npz, embed.tflite and card.json['ood']. Needs the "
+        "`train` extra (TensorFlow) for Keras bundles.")
+    f.add_argument("--model", required=True, metavar="DIR", help="bundle directory")
+    f.add_argument("--data", required=True, metavar="FILE.npz",
+                   help="the bundle's training dataset (train rows: the bank; val: the threshold)")
+    f.add_argument("--tune", action="append", default=[], metavar="FILE.npz",
+                   help="tuning part of an unfamiliar source, built with the bundle's "
+                   "preprocess.json (repeatable); never its test part")
+    f.add_argument("--reject-rate", type=float, default=0.05, metavar="F",
+                   help="share of validation sessions above the threshold (default 0.05)")
+    f.add_argument("--seed", type=int, default=0, metavar="N")
+    f.set_defaults(func=_ood_fit)
+
+
+def _ood_fit(args) -> int:
+    from classifier.ood_fit import fit
+
+    fit(args.model, args.data, tune=args.tune, reject_rate=args.reject_rate, seed=args.seed,
+        argv=args.argv)
     return 0

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from classifier.bundle import UNKNOWN, Bundle, load_bundle
-from classifier.metrics import by_session, format_report, open_set, per_session, report
+from classifier.metrics import auroc, by_session, format_report, per_session, report
 
 
 class EvaluateError(Exception):
@@ -73,7 +73,17 @@ def evaluate(model_dir: str, data: str, taxonomy: str | None = None, prefer_int8
     # per session as the gateway decides: per-packet models on the session's first usable packet
     ps, ys, ss = per_session(probs, y, session, bundle.preprocess.per_packet)
     known_s = ys >= 0
-    decided = bundle.decide(ps)
+    # the open-set score per session, rows picked as for the probabilities; without an OOD
+    # part, 1 - max probability (what the max-probability threshold compares)
+    rows_ood = bundle.ood_score(X) if len(X) else None
+    ood_s = (per_session(rows_ood[:, None], y, session, bundle.preprocess.per_packet)[0][:, 0]
+             if rows_ood is not None else None)
+    unfamiliar = ood_s if ood_s is not None else 1.0 - ps.max(axis=1)
+    decided = bundle.decide(ps, ood_s)
+    labels = np.array([lab for lab, _ in decided], dtype=object)
+    how = ({"score": "ood", "method": bundle.card["ood"].get("name"),
+            "threshold": bundle.ood.threshold} if ood_s is not None else
+           {"score": "max-probability", "threshold": bundle.threshold})
     res: dict = {
         "bundle": str(bundle.path),
         "model_file": bundle.model_file.name,
@@ -87,21 +97,29 @@ def evaluate(model_dir: str, data: str, taxonomy: str | None = None, prefer_int8
     }
     if known_s.any():
         res["closed_set"] = report(ys[known_s], ps[known_s].argmax(1), bundle.labels)
-        res["open_set"] = open_set(ps[known_s], bundle.threshold)
+        res["open_set"] = {**how, **_unknown_share(labels[known_s])}
         # open-set metrics: an in-distribution session scored 'unknown' counts as wrong
-        pred_open = np.array([index.get(lab, -1) for lab, _ in decided])[known_s]
+        pred_open = np.array([index.get(lab, -1) for lab in labels])[known_s]
         res["open_set"]["accuracy_with_unknown"] = float((pred_open == ys[known_s]).mean())
     if (~known_s).any():
-        ood = ps[~known_s]
+        out = labels[~known_s]
         res["out_of_distribution"] = {
             "classes": sorted(set(names[~known])),
-            **open_set(ood, bundle.threshold),
+            **how, **_unknown_share(out),
+            "predicted": {lab: int((out == lab).sum()) for lab in sorted(set(out.tolist()))},
+            "auroc": auroc(unfamiliar[known_s], unfamiliar[~known_s]) if known_s.any() else None,
         }
     if bundle.preprocess.per_packet and len(X) != len(ss) and known.any():
         res["per_row"] = report(y[known], probs[known].argmax(1), bundle.labels)
         pv, yv, _ = by_session(probs[known], y[known], session[known])
         res["session_vote"] = report(yv, pv.argmax(1), bundle.labels)
     return res
+
+
+def _unknown_share(labels: np.ndarray) -> dict:
+    unknown = int((labels == UNKNOWN).sum())
+    return {"unknown": unknown, "n": int(len(labels)),
+            "unknown_rate": float(unknown / len(labels)) if len(labels) else 0.0}
 
 
 def format_result(res: dict) -> str:
@@ -115,13 +133,18 @@ def format_result(res: dict) -> str:
                                    + (", first usable packet as the gateway decides" if "per_row" in res else "")
                                    + "):"))
         o = res["open_set"]
-        lines.append(f"open set: threshold {o['threshold']:.4f}: {o['unknown']} of {o['n']} "
+        lines.append(f"open set ({o['score']} score, threshold {o['threshold']:.4f}): "
+                     f"{o['unknown']} of {o['n']} "
                      f"in-distribution sessions fall to '{UNKNOWN}' ({100 * o['unknown_rate']:.1f} %); "
                      f"accuracy counting those as wrong {o['accuracy_with_unknown']:.4f}")
     if "out_of_distribution" in res:
         o = res["out_of_distribution"]
         lines.append(f"other classes ({', '.join(o['classes'])}): {o['unknown']} of {o['n']} "
-                     f"sessions -> '{UNKNOWN}'")
+                     f"sessions -> '{UNKNOWN}' ({100 * o['unknown_rate']:.1f} %); predicted: "
+                     + ", ".join(f"{k} {v}" for k, v in o["predicted"].items()))
+        if o.get("auroc") is not None:
+            lines.append(f"AUROC ({o['score']} score, in-distribution vs other classes' "
+                         f"sessions): {o['auroc']:.4f}")
     if res.get("per_row"):
         r = res["per_row"]
         lines.append(f"per row (packet): accuracy {r['accuracy']:.4f}, macro-F1 {r['macro_f1']:.4f}")

@@ -83,6 +83,26 @@ def calibrate_threshold(probs: np.ndarray, rate: float = 0.02) -> float:
     return float(np.quantile(conf, rate))
 
 
+def auroc(in_scores, out_scores) -> float | None:
+    """Area under the ROC curve of telling ``out_scores`` (positives, higher = more
+    unfamiliar) from ``in_scores``: the probability that a random unfamiliar sample
+    scores above a random familiar one (ties count half). None if either is empty."""
+    a = np.asarray(in_scores, dtype=np.float64).ravel()
+    o = np.asarray(out_scores, dtype=np.float64).ravel()
+    if len(a) == 0 or len(o) == 0:
+        return None
+    allv = np.concatenate([a, o])
+    order = allv.argsort(kind="mergesort")
+    ranks = np.empty(len(allv))
+    sv = allv[order]
+    # average ranks over ties
+    _, first, counts = np.unique(sv, return_index=True, return_counts=True)
+    avg = first + (counts - 1) / 2.0 + 1
+    ranks[order] = np.repeat(avg, counts)
+    r_out = ranks[len(a):].sum()
+    return float((r_out - len(o) * (len(o) + 1) / 2) / (len(a) * len(o)))
+
+
 def open_set(probs: np.ndarray, threshold: float) -> dict:
     conf = probs.max(axis=1) if len(probs) else np.zeros(0)
     unknown = int((conf < threshold).sum())

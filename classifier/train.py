@@ -422,6 +422,11 @@ def train(model: str, data: str, out: str, labeled_per_class: int | None = None,
     card["plots"] = plots.write_all(out_dir, labels, card["metrics"]["int8"]["test"], history,
                                     loss_keys, loss_title)
     write_json(out_dir / "card.json", card)
+    if (ds.split == 1).any() and (ds.split == 0).any():
+        # the OOD part (no tuning sources here: `egw ood fit --tune` refits it with them)
+        from classifier.ood_fit import fit as fit_ood
+
+        card["ood"] = fit_ood(out_dir, data, seed=seed, log=log)
     return card
 
 

@@ -99,7 +99,7 @@ def overload_action(policy: Policy, mac: str | None = None, ip: str | None = Non
     the gateway does with the unclassified sessions of a device over its new-session
     quota: they could be of any class, so one entry that would rather drop decides."""
     devices = matching_devices(policy, mac, ip)
-    for name in [*policy.classes, "default"]:
+    for name in [*policy.classes, UNKNOWN, "default"]:
         _, entry = policy.entry(name)
         value = entry.on_overload
         for dev in devices:

@@ -11,6 +11,8 @@ import json
 import re
 from dataclasses import dataclass
 
+from classifier.bundle import UNKNOWN
+
 PROFILES = ("smart-home", "strict")
 DEFAULT_UPLINK_KBPS = 20000
 # The classes of the default model (classifier/models/default/labels.json).
@@ -107,7 +109,11 @@ def _profile(profile: str) -> dict[str | None, _Entry]:
         "p2p": _Entry("CS1", 60, rate_pct=25, scope="class",
                       why="peer-to-peer: low priority, all p2p together at most a quarter "
                           "of the uplink"),
-        None: _Entry("best-effort", 30, why="unknown and unlisted classes: best effort"),
+        None: _Entry("best-effort", 30, why="unlisted classes: best effort"),
+        UNKNOWN: _Entry("best-effort", 30, rate_pct=50, scope="session",
+                        why="traffic the model does not know (out of distribution, or below a "
+                            "class's min_confidence): best effort, never priority, each "
+                            "session at most half the uplink"),
     }
     if profile == "smart-home":
         return sh
@@ -122,8 +128,11 @@ def _profile(profile: str) -> dict[str | None, _Entry]:
                                         "the uplink"),
             "p2p": _Entry("CS1", 30, action="drop", why="peer-to-peer: dropped"),
             None: _Entry("best-effort", 30, rate_pct=25, scope="session",
-                         why="unknown traffic: best effort, each session at most a quarter "
+                         why="unlisted classes: best effort, each session at most a quarter "
                              "of the uplink"),
+            UNKNOWN: _Entry("best-effort", 30, rate_pct=25, scope="session",
+                            why="traffic the model does not know: best effort, each session at "
+                                "most a quarter of the uplink"),
         }
     raise ValueError(f"unknown profile {profile!r} (profiles: {', '.join(PROFILES)})")
 
@@ -212,6 +221,10 @@ def generate_policy(labels: list[str], profile: str = "smart-home",
         f"# {settings[None].why}",
         "default:",
         *_entry_yaml(settings[None], uplink_kbps, "  "),
+        "",
+        f"# {settings[UNKNOWN].why}",
+        "unknown:",
+        *_entry_yaml(settings[UNKNOWN], uplink_kbps, "  "),
         "",
         "classes:" if any(l not in ("unknown", "default") for l in labels) else "classes: {}",
     ]

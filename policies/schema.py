@@ -3,7 +3,8 @@
 A policy file is a YAML mapping::
 
     version: 1
-    default: {action: allow, dscp: best-effort}      # unknown and unlisted classes
+    default: {action: allow, dscp: best-effort}      # unlisted classes (and unknown)
+    unknown: {dscp: best-effort, rate_limit: {kbps: 8000}}   # optional: unfamiliar traffic
     classes:
       voip: {dscp: EF, idle_timeout: 30}
       p2p:  {dscp: CS1, rate_limit: {kbps: 5000, burst_kb: 1000, scope: class}}
@@ -32,11 +33,13 @@ from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, ValidationI
                       field_validator, model_validator)
 from pydantic_core import PydanticCustomError
 
+from classifier.bundle import UNKNOWN
+
 from .dscp import parse_dscp, parse_dscp_or_keep
 
 MAX_TIMEOUT = 65535          # OpenFlow idle/hard timeouts are 16-bit seconds
 MAX_QUEUE_ID = 2**32 - 2     # OpenFlow queue ids are 32-bit (0xffffffff = all)
-RESERVED_CLASS_NAMES = ("default", "unknown")
+RESERVED_CLASS_NAMES = ("default", UNKNOWN)
 
 _MAC_RE = re.compile(r"^[0-9a-f]{2}([:-]?)[0-9a-f]{2}(\1[0-9a-f]{2}){4}$", re.I)
 
@@ -284,6 +287,9 @@ class Policy(_Model):
     version: Literal[1] = 1
     description: str | None = None
     default: ClassPolicy = Field(default_factory=lambda: ClassPolicy(dscp=0))
+    # sessions the model answers `unknown` (out of distribution or below min_confidence);
+    # None: they get `default`
+    unknown: ClassPolicy | None = None
     classes: dict[str, ClassPolicy] = Field(default_factory=dict)
     wan: Wan
     devices: tuple[Device, ...] = ()
@@ -304,9 +310,8 @@ class Policy(_Model):
         for name in v:
             if name in RESERVED_CLASS_NAMES:
                 raise PydanticCustomError(
-                    "policy", "'" + name + "' cannot be a class entry: the top-level "
-                    "`default` entry applies to unknown and unlisted classes",
-                    {"subpath": (name,)})
+                    "policy", "'" + name + "' cannot be a class entry: use the top-level `"
+                    + name + "` entry", {"subpath": (name,)})
         return v
 
     @model_validator(mode="after")
@@ -318,9 +323,12 @@ class Policy(_Model):
         return self
 
     def entry(self, class_name: str) -> tuple[str, ClassPolicy]:
-        """(entry name, entry) used for ``class_name``: its own, else ``default``."""
+        """(entry name, entry) used for ``class_name``: its own, the ``unknown`` entry for
+        ``unknown`` when the policy has one, else ``default``."""
         if class_name in self.classes:
             return class_name, self.classes[class_name]
+        if class_name == UNKNOWN and self.unknown is not None:
+            return UNKNOWN, self.unknown
         return "default", self.default
 
     def warnings(self) -> list[str]:
@@ -368,6 +376,7 @@ def semantic_issues(policy: Policy) -> list[tuple[tuple, str, str]]:
     for path, msg in _wan_issues(policy.wan):
         out.append((("wan",) + path, msg, "error"))
     entries = [(("default",), policy.default)] + [
+        (("unknown",), policy.unknown)] * (policy.unknown is not None) + [
         (("classes", n), c) for n, c in policy.classes.items()]
     for i, dev in enumerate(policy.devices):
         if dev.all is None and not dev.classes:

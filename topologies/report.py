@@ -67,7 +67,35 @@ def _plots(report_dir: Path, results: dict, pol, base, idle=None) -> dict[str, s
         fig.savefig(report_dir / "confusion.png", dpi=110)
         plt.close(fig)
         files["confusion"] = "confusion.png"
+
+    replayed, live = ood_scores(results)
+    if replayed or live:
+        fig, ax = plt.subplots(figsize=(6, 3.5))
+        top = max(replayed + live)
+        bins = [top * i / 30 for i in range(31)]
+        ax.hist(replayed, bins=bins, alpha=0.6, label=f"replayed held-out sessions ({len(replayed)})")
+        ax.hist(live, bins=bins, alpha=0.6, label=f"live flows ({len(live)})")
+        thr = (results["model"].get("ood") or {}).get("threshold")
+        if thr is not None:
+            ax.axvline(thr, color="k", ls="--", lw=0.8, label=f"threshold {thr:.3f}: above = unknown")
+        ax.set_xlabel("OOD score (higher = less like the training sessions)")
+        ax.set_ylabel("sessions")
+        ax.set_title("The model's out-of-distribution score")
+        ax.legend(fontsize=8)
+        fig.tight_layout()
+        fig.savefig(report_dir / "ood_scores.png", dpi=110)
+        plt.close(fig)
+        files["ood"] = "ood_scores.png"
     return files
+
+
+def ood_scores(results: dict) -> tuple[list[float], list[float]]:
+    """OOD scores of the replayed sessions and of the live flows (those that have one)."""
+    table = (results.get("replay") or {}).get("classification") or {}
+    replayed = [r["ood_score"] for r in table.get("rows", []) if r.get("ood_score") is not None]
+    live = [f["ood_score"] for f in results.get("live_flows") or []
+            if f.get("ood_score") is not None]
+    return replayed, live
 
 
 def time_to_decision_lines(results: dict) -> list[str]:
@@ -123,7 +151,11 @@ def write_report(report_dir: Path, results: dict, pol, base, idle=None) -> Path:
     cfg = results["config"]
     L += [f"Uplink {cfg['uplink_mbit']} Mbit/s, QoS phase {cfg['duration']} s per run, "
           f"model classes {', '.join(results['model']['labels'])} "
-          f"(threshold {results['model']['threshold']}). Wall time {results.get('wall_s')} s.", ""]
+          f"(threshold {results['model']['threshold']}"
+          + (f"; OOD score {results['model']['ood']['method']}, above "
+             f"{results['model']['ood']['threshold']:.4f}: unknown"
+             if results["model"].get("ood") else "")
+          + f"). Wall time {results.get('wall_s')} s.", ""]
     table = (results.get("replay") or {}).get("classification")
     L += ["## Classification of replayed real sessions", "",
           f"Source: {results['replay']['source']}.", ""]
@@ -153,12 +185,18 @@ def write_report(report_dir: Path, results: dict, pol, base, idle=None) -> Path:
         L += ["", "## Live flows as the gateway saw them", "",
               "The live traffic (iperf3, the UDP probe) is nothing the model was trained on; "
               "this is how it was labelled and what the policy made of it.", "",
-              "| flow | proto | client | class | confidence | policy entry | DSCP | meter kbit/s |",
-              "|---|---|---|---|---:|---|---:|---:|"]
+              "| flow | proto | client | class | confidence | OOD score | policy entry | DSCP "
+              "| meter kbit/s |",
+              "|---|---|---|---|---:|---:|---|---:|---:|"]
         for f in sorted(flows, key=lambda f: (f["flow"], f["client"])):
+            score = f.get("ood_score")
             L.append(f"| {f['flow']} | {f['proto']} | {f['client']} | {f['class']} | "
-                     f"{f['confidence']} | {f['policy_entry']} | {f['dscp']} | "
-                     f"{f['rate_kbps'] or ''} |")
+                     f"{f['confidence']} | {'' if score is None else score} | "
+                     f"{f['policy_entry']} | {f['dscp']} | {f['rate_kbps'] or ''} |")
+    if "ood" in files:
+        L += ["", "## Out-of-distribution score", "",
+              "The replayed sessions are held-out sessions of the training classes; the live "
+              "flows are traffic of tools the model never saw.", "", f"![ood]({files['ood']})"]
     L += ["", "## Priority under a saturated uplink", "",
           "| run | probe p50 ms | p95 ms | p99 ms | received/sent | bulk Mbit/s | bulk share |",
           "|---|---:|---:|---:|---:|---:|---:|"]

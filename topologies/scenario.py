@@ -213,6 +213,7 @@ def classification_table(sessions, gw_sessions: list[dict]) -> dict:
             "device": s.device, "true": s.label, "source": s.source,
             "predicted": g.get("class", "not seen"),
             "confidence": g.get("confidence"),
+            "ood_score": g.get("ood_score"),
             "action": g.get("action"),
             "classified_at": g.get("classified_at"),
             "first_seen": g.get("first_seen"),
@@ -472,7 +473,9 @@ def summarize(cfg, bundle, pol: RunResult, base: RunResult | None, replayed, sou
     out: dict = {
         "config": {k: str(v) for k, v in asdict(cfg).items()},
         "model": {"labels": bundle.labels, "threshold": bundle.threshold,
-                  "family": bundle.card.get("model", bundle.card.get("family"))},
+                  "family": bundle.card.get("model", bundle.card.get("family")),
+                  "ood": ({"method": bundle.card["ood"].get("name"),
+                           "threshold": bundle.ood.threshold} if bundle.ood is not None else None)},
         "replay": {"source": source, "classification": table},
     }
     if table:
@@ -488,7 +491,8 @@ def summarize(cfg, bundle, pol: RunResult, base: RunResult | None, replayed, sou
         {"flow": roles[g["server_port"]] + (" (idle phase)" if g["client_port"] == PROBE_IDLE_SPORT
                                             else ""), "proto": g["proto"],
          "client": f"{g['client']}:{g['client_port']}", "class": g["class"],
-         "confidence": g["confidence"], "policy_entry": g["policy_entry"], "dscp": g["dscp"],
+         "confidence": g["confidence"], "ood_score": g.get("ood_score"),
+         "policy_entry": g["policy_entry"], "dscp": g["dscp"],
          "rate_kbps": g["rate_kbps"], "devices": (g.get("enforcement") or ""),
          "decision_ms": (round(1000 * (g["classified_at"] - g["first_seen"]), 1)
                          if g.get("classified_at") is not None and g.get("first_seen") is not None

@@ -16,8 +16,8 @@ Knows nothing of Ryu, eventlet or sockets. The adapter calls:
 - :meth:`GatewayEngine.switch_disconnected` when the connection drops.
 
 Each returns the messages to send, in order. Injected: ``preprocess`` (a
-``classifier.preprocess.Preprocess``), ``classify(batch) -> [(label, confidence)]``
-(``Bundle.classify``, or None: every session is ``unknown``) and
+``classifier.preprocess.Preprocess``), ``classify(batch) -> [(label, confidence[, ood score])]``
+(``Bundle.classify_scored``, or None: every session is ``unknown``) and
 ``enforce(class_name, mac, ip, confidence=None) -> Enforcement``
 (``policies.enforcement_for`` bound to the current policy; the confidence lets a
 class entry's ``min_confidence`` demote unsure labels to the default entry).
@@ -420,7 +420,8 @@ class GatewayEngine:
                 if len(out) != len(owners):
                     raise ValueError(f"classifier returned {len(out)} results for "
                                      f"{len(owners)} samples")
-                for s, (label, conf) in zip(owners, out):
+                for s, (label, conf, *score) in zip(owners, out):
+                    s.ood_score = float(score[0]) if score and score[0] is not None else None
                     capped = not self._filled(s)
                     results[s.sid] = (str(label), float(conf), "cap" if capped else "model")
             except Exception as exc:

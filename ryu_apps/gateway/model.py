@@ -77,4 +77,4 @@ class ModelHolder:
         b = self.current
         if b is None:
             raise RuntimeError("no model loaded")
-        return b.classify(batch)
+        return b.classify_scored(batch)

@@ -44,6 +44,7 @@ class Session:
     duplicates: int = 0              # packet-ins after its rules were sent
     label: str | None = None
     confidence: float = 0.0
+    ood_score: float | None = None   # the bundle's out-of-distribution score (None: none)
     reason: str = ""                 # model | cap | no-data | error
     enforcement: Any = None
     meter_id: int | None = None
@@ -86,6 +87,7 @@ class Session:
             "state": self.state,
             "class": self.label,
             "confidence": round(self.confidence, 4),
+            "ood_score": None if self.ood_score is None else round(self.ood_score, 4),
             "reason": self.reason,
             "action": e.action if e is not None else None,
             "policy_entry": getattr(e, "cls", None),

@@ -17,7 +17,8 @@ from topologies.traffic import FlowResult
 class _Bundle:
     labels = ["chat", "voip"]
     threshold = 0.3
-    card = {"model": "fake"}
+    card = {"model": "fake", "ood": {"name": "embedding/cosine/k=1"}}
+    ood = type("Ood", (), {"threshold": 1.5})()
 
 
 def _run(name, rtt, cam=(), bulk=None):
@@ -46,11 +47,12 @@ class _Replayed:
         self.arrived_at = {0: 1.0}
 
 
-def _gw(i, label, first, decided, mirrored, reason):
+def _gw(i, label, first, decided, mirrored, reason, ood_score=0.5):
     from topologies import smart_home as sh
     return {"client": sh.device("laptop").ip, "client_port": 20000 + i, "class": label,
             "confidence": 0.9, "action": "allow", "first_seen": first,
-            "classified_at": decided, "mirrored_packets": mirrored, "reason": reason}
+            "classified_at": decided, "mirrored_packets": mirrored, "reason": reason,
+            "ood_score": ood_score}
 
 
 @pytest.fixture
@@ -60,9 +62,12 @@ def results(tmp_path):
     base = _run("baseline", [50.0] * 100, cam=[(2.0, 4.0)], bulk=11.0)
     idle = _run("idle", [0.5] * 100)
     replayed = [_Replayed(0, "chat"), _Replayed(1, "chat"), _Replayed(2, "voip")]
+    live = {**_gw(3, "unknown", 400.0, 400.01, 8, "model", ood_score=2.5),
+            "server_port": scenario.BULK_PORT, "proto": "tcp", "policy_entry": "default",
+            "dscp": 0, "rate_kbps": None}
     pol.gateway_sessions = [_gw(0, "chat", 100.0, 100.09, 10, "model"),
                             _gw(1, "chat", 200.0, 203.1, 6, "cap"),
-                            _gw(2, "voip", 300.0, 303.0, 9, "cap")]
+                            _gw(2, "voip", 300.0, 303.0, 9, "cap"), live]
     res = scenario.summarize(cfg, _Bundle(), pol, base, replayed, "fake", idle=idle)
     res["wall_s"] = 1.0
     return res, (pol, base, idle), tmp_path
@@ -107,6 +112,11 @@ def test_report_renders_the_new_figures(results):
     assert "| voip | 1 | 0 | 3000.0 |" in text
     assert "## CPU during the phases" in text and "ovs-vswitchd 55.0" in text
     assert (report / "latency_cdf.png").stat().st_size > 0
+    # the OOD score: per live flow in its table, and a histogram replayed vs live
+    assert "| laptop bulk upload | tcp |" in text and "| unknown | 0.9 | 2.5 | default |" in text
+    assert "## Out-of-distribution score" in text and (report / "ood_scores.png").stat().st_size > 0
+    assert res["model"]["ood"] == {"method": "embedding/cosine/k=1", "threshold": 1.5}
+    assert [r["ood_score"] for r in res["replay"]["classification"]["rows"]] == [0.5] * 3
 
 
 def test_cli_summary_prints_the_idle_ratio(results, capsys):

@@ -69,12 +69,15 @@ class FakeClassifier:
 
     def __init__(self, label="voip", conf=0.9):
         self.label, self.conf = label, conf
+        self.score = None        # set: (label, confidence, OOD score) as Bundle.classify_scored
         self.batches: list[int] = []
 
     def __call__(self, batch):
         self.batches.append(len(batch))
         if self.label == "raise":
             raise RuntimeError("model exploded")
+        if self.score is not None:
+            return [(self.label, self.conf, self.score)] * len(batch)
         return [(self.label, self.conf)] * len(batch)
 
 
@@ -407,3 +410,24 @@ def test_rest_stats_and_prometheus_are_one_store():
     assert engines[1].stats()["classes"]["voip"]["packets"] == 8     # the finished session
     assert _scraped(page, "egw_class_packets_total", "0000000000000001", cls="voip") == 8
     assert engines[2].stats()["classes"]["voip"]["sessions"] == 1
+
+
+def test_unknown_sessions_get_the_policys_unknown_entry_and_show_as_unknown(gw):
+    eng, sw, clf = gw
+    eng.set_enforcer(policy_enforcer(POLICY.replace(
+        "classes:\n", "unknown: {dscp: CS1, rate_limit: {kbps: 2000, scope: session}}\nclasses:\n", 1)))
+    clf.label, clf.conf, clf.score = "unknown", 0.8, 2.5   # out of distribution by its OOD score
+    run_session(eng, sw, sport=42000)
+    clf.label, clf.score = "voip", 0.7
+    run_session(eng, sw, sport=42001)
+    s = {v["client_port"]: v for v in eng.sessions()}
+    assert (s[42000]["ood_score"], s[42001]["ood_score"]) == (2.5, 0.7)
+    assert (s[42000]["class"], s[42000]["policy_entry"], s[42000]["dscp"]) == ("unknown", "unknown", 8)
+    assert (s[42001]["class"], s[42001]["policy_entry"], s[42001]["dscp"]) == ("voip", "voip", 46)
+    fwd, rev = both_ways(sw, sport=42000)
+    assert fwd.dscp == rev.dscp == 8 and fwd.outputs == [WAN] and len(fwd.meters) == 1
+    assert sw.meters[fwd.meters[0]].rate_kbps == 2000
+    counted = {line.split('cls="')[1].split('"')[0]: line.rsplit(" ", 1)[1]
+               for line in eng.metrics.render().decode().splitlines()
+               if line.startswith("egw_sessions_classified_total")}
+    assert counted == {"unknown": "1.0", "voip": "1.0"}

@@ -50,7 +50,10 @@ def test_generated_defaults_a_home_user_expects():
     assert e["netflix"].dscp == 34 and e["aim_chat"].dscp == 18 and e["email"].dscp == 0
     assert e["torrent"].dscp == 8 and e["torrent"].rate_kbps
     assert e["sftp"].dscp == 8 and e["sftp"].rate_kbps and e["sftp"].meter_scope == "session"
-    assert e["thermostat"].dscp == 0 and e["unknown"].cls == "default"
+    assert e["thermostat"].dscp == 0
+    # sessions the model does not know: their own entry, best effort, never priority, policed
+    assert e["unknown"].cls == "unknown" and e["unknown"].dscp == 0
+    assert e["unknown"].rate_kbps and e["unknown"].meter_scope == "session"
     assert "thermostat: not a class this profile knows" in text
     strict, _ = check_policy_text(generate_policy(DEFAULT_LABELS, "strict"), "s.yaml")
     assert enforcement_for(strict, "p2p").action == "drop"

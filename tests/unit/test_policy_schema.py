@@ -289,3 +289,27 @@ def test_odd_inputs_have_plain_messages(text, key, msg):
     _, errs = errors(text)
     assert [e.key for e in errs] == [key] and msg in errs[0].message, [str(e) for e in errs]
     assert errs[0].line is not None
+
+
+def test_unknown_entry_is_used_for_unknown_sessions_only():
+    from policies.enforcement import enforcement_for
+    from policies.schema import Policy
+
+    wan = {"uplink_kbps": 20000, "default_class": "be",
+           "classes": [{"name": "be", "dscp": ["CS0"], "rate_kbps": 20000}]}
+    base = {"version": 1, "default": {"dscp": "AF21"}, "classes": {"voip": {"dscp": "EF",
+                                                                            "min_confidence": 0.6}},
+            "wan": wan}
+    # without an `unknown` entry: unknown sessions get `default`
+    p = Policy.model_validate(base)
+    assert enforcement_for(p, "unknown").cls == "default"
+    # with one: unknown sessions and low-confidence ones get it; unlisted classes `default`
+    p = Policy.model_validate({**base, "unknown": {"dscp": "CS1", "rate_limit": {"kbps": 3000}}})
+    u = enforcement_for(p, "unknown")
+    assert (u.cls, u.dscp, u.rate_kbps) == ("unknown", 8, 3000)
+    assert enforcement_for(p, "voip", confidence=0.4).cls == "unknown"
+    assert enforcement_for(p, "voip", confidence=0.9).dscp == 46
+    assert enforcement_for(p, "thermostat").cls == "default"
+    # still not a class name
+    with pytest.raises(ValueError, match="top-level `unknown` entry"):
+        Policy.model_validate({**base, "classes": {"unknown": {"dscp": "EF"}}})
