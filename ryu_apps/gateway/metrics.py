@@ -111,6 +111,12 @@ class Metrics:
         self.sessions_expired = Counter(
             "egw_sessions_expired", "Sessions freed (flow-removed or eviction)", ["why"],
             registry=r)
+        self.devices = Gauge(
+            "egw_devices", "LAN devices by identified type ('identifying' while the device "
+            "model still collects their first packets; 'unknown_device' when unsure)",
+            ["type"], registry=r)
+        self.devices_quarantined = Gauge(
+            "egw_devices_quarantined", "LAN devices held to DHCP, DNS and NTP", registry=r)
         self.policy_reloads = Counter(
             "egw_policy_reloads", "Policy reloads, by result (ok, rejected)", ["result"],
             registry=r)
