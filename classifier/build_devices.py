@@ -95,11 +95,14 @@ def build_from_devices(input_dir, out, pre: Preprocess, windows: int = 1, taxono
     if not Xs:
         raise DatasetError(f"{input_dir}: no capture gave a device window")
     X, y, cap = np.concatenate(Xs), np.concatenate(ys), np.concatenate(file_of)
-    session = np.arange(len(y), dtype=np.int64)       # one "session" per window
+    # the split's unit is the capture: one row each (its first window), so the split does
+    # not depend on k or windows (same seed, same captures: same split)
+    caps, first = np.unique(cap, return_index=True)
     from classifier.splits import assign_splits
-    split, info = assign_splits(X, y, session, fractions, seed,
-                                {int(s): int(c) for s, c in zip(session, cap)}, min_files=1,
-                                hashes=[s.tobytes() for s in session])
+    cap_split, info = assign_splits(X[first], y[first], caps, fractions, seed,
+                                    {int(c): int(c) for c in caps}, min_files=1,
+                                    hashes=[int(c).to_bytes(8, "little") for c in caps])
+    split = cap_split[np.searchsorted(caps, cap)]
     info["unit"] = "capture (all windows of a capture on one side; identical windows of " \
                    "different captures not merged)"
     counts = _counts(labels, y, cap, split)   # "sessions" counts captures here

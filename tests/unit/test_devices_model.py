@@ -11,7 +11,7 @@ from classifier.devices import (DeviceTrack, device_preprocess, identity_tokens,
 from classifier.evaluate_devices import confusable_pairs, merged_accuracy
 from classifier.metrics import report
 from classifier.packets import ip_from_frame, parse
-from tests.unit.device_factory import device_frames, write_device_folder
+from topologies.builtin_devices import device_frames, write_device_folder
 
 MAC = "02:ab:cd:12:34:56"
 
@@ -112,3 +112,17 @@ def test_confusable_pairs_are_reported_and_merged():
     assert pairs[0]["captures_a_as_b"] == 2 and pairs[0]["captures_b_as_a"] == 1
     assert merged_accuracy(y, p, labels, pairs) == 1.0
     assert rep["accuracy"] == 0.7
+
+
+def test_split_is_the_same_for_every_window_setting(tmp_path):
+    """The split's unit is the capture: k and windows do not move captures between sides."""
+    root = tmp_path / "devs"
+    write_device_folder(root / "CamA", "02:aa:00:00:00:01", "camera", captures=8, seed=1)
+    write_device_folder(root / "PlugB", "02:bb:00:00:00:01", "plug", captures=8, seed=3)
+    sides = []
+    for k, w in ((4, 1), (3, 3), (2, 5)):
+        build_from_devices(root, tmp_path / f"d{k}{w}.npz", device_preprocess(k=k), windows=w,
+                           seed=7, fractions=(0.6, 0.2, 0.2), progress=False)
+        ds = load_dataset(tmp_path / f"d{k}{w}.npz")
+        sides.append({int(c): int(ds.split[ds.session == c][0]) for c in np.unique(ds.session)})
+    assert sides[0] == sides[1] == sides[2]
