@@ -1,7 +1,10 @@
-"""Synthetic device setup captures (scapy) for tests: DHCP, DNS, SSDP and one TCP
-conversation from a device MAC, in a behaviour that depends on the device's *kind*.
+"""Built-in device setup captures (scapy), for when ../shared/data/iot-sentinel is absent
+(CI) and for tests: DHCP, DNS, SSDP and one TCP conversation of a device MAC, in a
+behaviour that depends on the device's *kind*. They exercise the whole path (replay,
+copy rules, windows, the device model, quarantine); they are not real device traffic,
+so the type the model gives them says nothing about its accuracy.
 
-    from tests.unit.device_factory import write_device_folder
+    from topologies.builtin_devices import write_device_folder
     write_device_folder(tmp_path / "CamA", "02:aa:00:00:00:01", "camera", captures=4)
 """
 from __future__ import annotations

@@ -18,7 +18,7 @@ from ryu_apps.gateway.devices import (IDENTIFY_PRIORITY, QUARANTINE_ALLOW_PRIORI
                                       device_cookie)
 from ryu_apps.gateway.flowtable import FlowTableModel
 from ryu_apps.gateway.rules import L2Learning, ReadRequest
-from tests.unit.device_factory import GW_MAC, device_frames
+from topologies.builtin_devices import GW_MAC, device_frames
 
 REPO = Path(__file__).resolve().parents[2]
 DEVICE_MODEL = REPO / "classifier" / "models" / "devices"
@@ -111,7 +111,7 @@ def test_new_device_is_mirrored_while_forwarded_then_identified(tmp_path):
                        egw_device_model=str(DEVICE_MODEL),
                        egw_device_state=str(tmp_path / "devices.json")))
     sw = _switch(gw)
-    frames = device_frames(DEV, "camera") * 4           # more than the budget
+    frames = [f for i in range(24) for f in device_frames(DEV, "camera", seed=i)]  # > budget
     _feed(gw, sw, frames[:1])
     rules = [r for r in sw.flows(0) if r.cookie == device_cookie(DEV)]
     assert {r.priority for r in rules} == {IDENTIFY_PRIORITY}
