@@ -366,6 +366,57 @@ def open_set_table(res: dict) -> str:
     return "\n".join(out)
 
 
+def devices_table(res: dict) -> str:
+    out = ["| family | k × windows | **test accuracy per capture** | test macro-F1 | captures "
+           "| params | flash kB int8 | ms int8 per window |",
+           "|---|---|---:|---:|---:|---:|---:|---:|"]
+    for r in res["rows"]:
+        out.append(f"| `{r['model']}`{' (main)' if r is res['rows'][0] else ''} | "
+                   f"{r['k']} × {r['windows']} | {_f(r['test_accuracy'])} | {_f(r['test_macro_f1'])} | "
+                   f"{r['test_captures']} | {r['params']:,} | {_kb(r['flash_int8'])} | "
+                   f"{r['latency_ms_int8']:.3f} |")
+    m = res["main"]
+    pw = m["per_window"]
+    out += ["", f"{res['types']} device types, {res['test_captures']} held-out captures "
+            f"(split by capture, seed {res['data']['seed']}, {res['data']['split']}); "
+            f"{m['rule']}. Per window (the main model): accuracy {_f(pw['accuracy'])} over "
+            f"{pw['n']} windows. Per capture by kind (camera, plug, hub, sensor, light, "
+            f"appliance): accuracy {_f(m.get('per_capture_kind_accuracy'))}. Goal "
+            f"{res['goal']['per_capture_accuracy']:.2f}: "
+            f"{'met' if res['goal']['met'] else 'not met'}. {res['reference']}. "
+            f"Test read {res['test_reads']}; finished {res['finished']}."]
+    im = res.get("identity_mask")
+    if im:
+        out += ["", f"Identity mask: it changed {im['ip_packets_changed']:,} of the device's IP "
+                f"packets read for the windows ({im['usable_packets']:,} usable packets) in "
+                f"{im['captures_changed']} of {im['captures']} captures."]
+    return "\n".join(out)
+
+
+def devices_selection(res: dict) -> str:
+    out = ["| k (packets per window) | windows | val accuracy per capture | val macro-F1 | captures |",
+           "|---:|---:|---:|---:|---:|"]
+    ch = res["selection"]["chosen"]
+    for r in res["selection"]["candidates"]:
+        mark = "**" if (r["k"], r["windows"]) == (ch["k"], ch["windows"]) else ""
+        out.append(f"| {r['k']} | {r['windows']} | {mark}{_f(r['val_accuracy'])}{mark} | "
+                   f"{_f(r['val_macro_f1'])} | {r['val_captures']} |")
+    out += ["", f"Chosen on {res['selection']['on']}: bold."]
+    return "\n".join(out)
+
+
+def devices_pairs(res: dict) -> str:
+    ind = res["main"]["indistinguishable"]
+    out = ["| types | a called b | b called a | captures of both |", "|---|---:|---:|---:|"]
+    for p in ind["pairs"]:
+        out.append(f"| {p['types'][0]} / {p['types'][1]} | {p['captures_a_as_b']} | "
+                   f"{p['captures_b_as_a']} | {p['captures']} |")
+    out += ["", f"Pairs where at least {100 * ind['threshold']:.0f} % of one type's held-out "
+            f"captures were called the other. Counting each such group as one answer, accuracy "
+            f"per capture is {_f(ind['accuracy_pairs_merged'])}."]
+    return "\n".join(out)
+
+
 RENDERERS = {"default-audit": ("default_audit", audit_table),
              "flood-fairness": ("fairness", fairness_table),
              "fleet-sizing": ("fleet", fleet_sizing_table),
@@ -375,6 +426,9 @@ RENDERERS = {"default-audit": ("default_audit", audit_table),
              "scale-bundle": ("scale", scale_bundle_table),
              "fleet": ("fleet", fleet_table),
              "open-set": ("open_set", open_set_table),
+             "devices": ("devices", devices_table),
+             "devices-selection": ("devices", devices_selection),
+             "devices-pairs": ("devices", devices_pairs),
              "smart-home-confusion": ("smart_home", smart_home_confusion),
              "smart-home-priority": ("smart_home", smart_home_priority),
              "smart-home-flows": ("smart_home", smart_home_flows),

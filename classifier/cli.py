@@ -56,6 +56,14 @@ def register(subparsers) -> None:
     b.add_argument("--strict", action="store_true", help="a capture cut mid-record is an error "
                    "(default: keep its complete records and warn)")
     b.add_argument("--no-progress", action="store_true", help="no progress bar")
+    b.add_argument("--by", default="session", choices=["session", "device"],
+                   help="sample unit: sessions of class folders, or device windows of device "
+                   "folders (iot-sentinel layout: captures + _iotdevice-mac.txt; needs --repr "
+                   "kpackets; service traffic and bare TCP segments are kept; split by capture)")
+    b.add_argument("--windows", type=int, default=1,
+                   help="--by device: windows of k usable packets per capture")
+    b.add_argument("--kinds", metavar="FILE", help="--by device: YAML kind -> list of device types "
+                   "(camera, plug, ...), stored with the dataset for policies")
     b.set_defaults(func=cmd_build)
 
     a = sub.add_parser("audit", help="leakage report: duplicates across splits, shortcut probe",
@@ -131,6 +139,16 @@ def cmd_build(args) -> int:
             raise DataError(f"{args.input}: an idx folder is read whole: --ray is for capture folders")
         res = build_from_idx(args.input, args.out, args.max_per_class, args.seed,
                              _fractions(args.split)[1] or 0.1, argv)
+    elif args.by == "device":
+        from classifier.build_devices import build_from_devices
+        if not Path(args.input).is_dir():
+            raise DataError(f"{args.input}: input directory does not exist")
+        if not args.preprocess:
+            args.keep = sorted(set(args.keep) | {"chatter", "no-payload"})
+            args.max_packets = 0
+        res = build_from_devices(args.input, args.out, preprocess_from_args(args), args.windows,
+                                 args.taxonomy, args.kinds, args.seed, _fractions(args.split),
+                                 progress=not args.no_progress, argv=argv, strict=args.strict)
     else:
         if not Path(args.input).is_dir():
             raise DataError(f"{args.input}: input directory does not exist")

@@ -93,6 +93,8 @@ def register(sub) -> None:
     e.add_argument("--float", dest="float_model", action="store_true",
                    help="run model.tflite instead of model.int8.tflite")
     e.add_argument("--json", default=None, metavar="OUT", help="write the results as JSON")
+    e.add_argument("--confusion", default=None, metavar="PNG",
+                   help="draw the confusion matrix (per capture for a device bundle, else per session)")
     e.add_argument("--no-progress", action="store_true")
     e.set_defaults(func=_evaluate)
     register_ood(sub)
@@ -151,6 +153,16 @@ def _evaluate(args) -> int:
     res = evaluate(args.model, args.data, taxonomy=args.taxonomy, prefer_int8=not args.float_model,
                    progress=not args.no_progress and sys.stderr.isatty(), split=args.split)
     print(format_result(res))
+    if args.confusion:
+        from classifier.evaluate import confusion_report
+        from classifier.plots import confusion_png
+        rep = confusion_report(res)
+        if rep is None:
+            print("no in-distribution samples: no confusion matrix drawn")
+        else:
+            confusion_png(rep["confusion"], list(rep["per_class"]), args.confusion,
+                          "Confusion matrix (" + ("captures" if "per_capture" in res else "sessions") + ")")
+            print(f"wrote {args.confusion}")
     if args.json:
         write_json(res, args.json)
         print(f"wrote {args.json}")

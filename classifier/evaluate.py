@@ -63,6 +63,9 @@ def _dataset_for(bundle: Bundle, data: str, taxonomy: str | None, progress: bool
 def evaluate(model_dir: str, data: str, taxonomy: str | None = None, prefer_int8: bool = True,
              progress: bool = True, split: str = "test") -> dict:
     bundle = load_bundle(model_dir, prefer_int8=prefer_int8)
+    from classifier.evaluate_devices import device_options, evaluate_devices
+    if device_options(bundle) is not None and Path(data).is_dir():
+        return evaluate_devices(bundle, data, progress)
     X, names, session, what = _dataset_for(bundle, data, taxonomy, progress, split)
     t0 = time.perf_counter()
     probs = bundle.predict(X) if len(X) else np.zeros((0, len(bundle.labels)), np.float32)
@@ -123,6 +126,9 @@ def _unknown_share(labels: np.ndarray) -> dict:
 
 
 def format_result(res: dict) -> str:
+    if "per_capture" in res:
+        from classifier.evaluate_devices import format_devices
+        return format_devices(res)
     lines = [f"bundle {res['bundle']} ({res['model_file']}), data {res['data']}",
              f"scored {res['sessions']} sessions ({res['rows']} rows): "
              f"{res['sessions_in_distribution']} of known classes, "
@@ -152,6 +158,12 @@ def format_result(res: dict) -> str:
         lines.append(f"per session, mean over all its packets (not what the gateway does): "
                      f"accuracy {v['accuracy']:.4f}, macro-F1 {v['macro_f1']:.4f}")
     return "\n".join(lines)
+
+
+def confusion_report(res: dict) -> dict | None:
+    """The report whose confusion matrix ``--confusion`` draws: per capture (device
+    bundles) or per session (closed set)."""
+    return res.get("per_capture_report") or res.get("closed_set")
 
 
 def write_json(res: dict, path: str) -> None:

@@ -30,6 +30,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     check.add_argument("file", metavar="FILE")
     check.add_argument("--model", metavar="DIR",
                        help="also check class names against the model's labels.json")
+    check.add_argument("--device-model", metavar="DIR",
+                       help="also check device_types names against this device model's types "
+                            "and kinds (e.g. classifier/models/devices)")
     check.add_argument("--allow-unlisted", action="store_true",
                        help="model classes with no entry are warnings, not errors")
     check.set_defaults(func=cmd_check)
@@ -89,10 +92,11 @@ def cmd_init(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from .loader import check_policy_file, load_labels
+    from .loader import check_policy_file, load_device_names, load_labels
 
     labels = load_labels(args.model) if args.model else None
-    policy, issues = check_policy_file(args.file, labels, args.allow_unlisted)
+    names = load_device_names(args.device_model) if args.device_model else None
+    policy, issues = check_policy_file(args.file, labels, args.allow_unlisted, device_names=names)
     for issue in issues:
         print(str(issue), file=sys.stderr if issue.severity == "error" else sys.stdout)
     if policy is None:
@@ -100,7 +104,7 @@ def cmd_check(args: argparse.Namespace) -> int:
         print(f"{args.file}: {n} error{'s' if n != 1 else ''}", file=sys.stderr)
         return 1
     print(f"{args.file}: OK ({len(policy.classes)} classes + default, "
-          f"{len(policy.devices)} device overrides, uplink {policy.wan.uplink_kbps} kbit/s "
+          f"{len(policy.devices)} device overrides, {len(policy.device_types)} device types, uplink {policy.wan.uplink_kbps} kbit/s "
           f"in {len(policy.wan.classes)} WAN classes)")
     return 0
 

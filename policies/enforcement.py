@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 from classifier.bundle import UNKNOWN
 
-from .schema import ClassOverride, Device, Policy
+from .schema import ClassOverride, Device, DeviceType, Policy
 
 
 @dataclass(frozen=True)
@@ -77,12 +77,21 @@ def _apply(base: dict[str, Any], override: ClassOverride | None) -> bool:
     return bool(changed)
 
 
-def resolve(policy: Policy, class_name: str, devices: tuple[Device, ...] | list[Device] = ()
-            ) -> Enforcement:
-    """Enforcement for ``class_name`` with the given device entries applied in order."""
+def resolve(policy: Policy, class_name: str, devices: tuple[Device, ...] | list[Device] = (),
+            device_type: tuple[str, DeviceType] | None = None) -> Enforcement:
+    """Enforcement for ``class_name`` with the device type's entry (``(name, entry)``),
+    then the given device entries applied in order."""
     entry_name, entry = policy.entry(class_name)
     values: dict[str, Any] = {k: getattr(entry, k) for k in _FIELDS}
     applied: list[str] = []
+    if device_type is not None:
+        tname, t = device_type
+        hit = _apply(values, t.all)
+        hit |= _apply(values, t.classes.get(class_name))
+        if entry_name == "default" and class_name != "default":
+            hit |= _apply(values, t.classes.get("default"))
+        if hit:
+            applied.append(f"type:{tname}")
     for dev in devices:
         hit = _apply(values, dev.all)
         hit |= _apply(values, dev.classes.get(class_name))
@@ -113,15 +122,19 @@ def overload_action(policy: Policy, mac: str | None = None, ip: str | None = Non
 
 class PolicyEnforcer:
     """One policy's answers for the gateway engine: ``enforcer(class, mac, ip,
-    confidence=)`` is :func:`enforcement_for`, ``enforcer.on_overload(mac, ip)``
-    :func:`overload_action`."""
+    confidence=)`` is :func:`enforcement_for` (with the device's type when a device table
+    knows it), ``enforcer.on_overload(mac, ip)`` :func:`overload_action`."""
 
-    def __init__(self, policy: Policy):
-        self.policy = policy
+    def __init__(self, policy: Policy, device_type_of=None):
+        #: ``device_type_of(mac)``: the ``device_types`` names of a LAN device (the
+        #: gateway's device table), or None
+        self.policy, self.device_type_of = policy, device_type_of
 
     def __call__(self, class_name: str, mac: str | None = None, ip: str | None = None,
                  confidence: float | None = None) -> Enforcement:
-        return enforcement_for(self.policy, class_name, mac, ip, confidence)
+        kinds = self.device_type_of(mac) if self.device_type_of is not None else ()
+        return enforcement_for(self.policy, class_name, mac, ip, confidence,
+                               device_type=kinds)
 
     def on_overload(self, mac: str | None = None, ip: str | None = None) -> str:
         return overload_action(self.policy, mac, ip)
@@ -155,7 +168,8 @@ def matching_devices(policy: Policy, mac: str | None = None, ip: str | None = No
 
 
 def enforcement_for(policy: Policy, class_name: str, mac: str | None = None,
-                    ip: str | None = None, confidence: float | None = None) -> Enforcement:
+                    ip: str | None = None, confidence: float | None = None,
+                    device_type: tuple[str, ...] = ()) -> Enforcement:
     """What the gateway installs for a session of ``class_name`` from/to the LAN
     device ``mac``/``ip``.  Unknown and unlisted classes get the ``default`` entry
     (``cls='default'``).  Device entries matching by MAC or IP (CIDR too) override
@@ -164,12 +178,17 @@ def enforcement_for(policy: Policy, class_name: str, mac: str | None = None,
 
     ``confidence`` is the model's confidence in ``class_name``; when the class entry
     sets ``min_confidence`` and the session falls below it, the session is treated as
-    an unlisted class (the ``default`` entry, device ``all`` and ``default`` overrides)."""
+    an unlisted class (the ``default`` entry, device ``all`` and ``default`` overrides).
+
+    ``device_type``: the names the device is known by, most specific first (its type and
+    kind from the device model, or ``("unknown_device",)``): the first with a
+    ``device_types`` entry overrides the class entry, before the MAC/IP device entries."""
     if confidence is not None and class_name in policy.classes:
         floor = policy.classes[class_name].min_confidence
         if floor is not None and confidence < floor:
             class_name = LOW_CONFIDENCE
-    return resolve(policy, class_name, matching_devices(policy, mac, ip))
+    return resolve(policy, class_name, matching_devices(policy, mac, ip),
+                   policy.device_type_entry(device_type))
 
 
 #: The class name a session is treated as when its label is below ``min_confidence``:

@@ -20,7 +20,8 @@ from pydantic import BaseModel, ValidationError
 
 from .errors import PolicyError, PolicyIssue
 from .limits import PolicyLimits
-from .schema import RESERVED_CLASS_NAMES, Policy, Wan, _wan_issues, semantic_issues
+from .schema import (RESERVED_CLASS_NAMES, UNKNOWN_DEVICE, Policy, Wan, _wan_issues,
+                     semantic_issues)
 from .yamlload import LimitExceeded, Loader
 
 log = logging.getLogger(__name__)
@@ -234,21 +235,42 @@ def _labels_issues(data: Any, root: yaml.Node | None, file: str, labels: list[st
     return out
 
 
+def _device_type_issues(data: Any, root: yaml.Node | None, file: str,
+                        names: list[str]) -> list[PolicyIssue]:
+    """``device_types`` keys that are neither a device model's type or kind nor
+    ``unknown_device``."""
+    out: list[PolicyIssue] = []
+    dt = data.get("device_types") if isinstance(data, dict) else None
+    known = sorted(set(names)) + [UNKNOWN_DEVICE]
+    for name in (dt if isinstance(dt, dict) else {}):
+        if str(name) not in known:
+            hint = difflib.get_close_matches(str(name), known, n=1)
+            _, line, col = _locate(root, ("device_types", name), key_itself=True)
+            out.append(PolicyIssue(file, line, col, _dotted(("device_types", name)),
+                                   f"unknown device type {str(name)!r}: the device model's "
+                                   f"types and kinds are {', '.join(known)}"
+                                   + (f"; did you mean {hint[0]!r}?" if hint else "")))
+    return out
+
+
 def check_policy_text(text: str, file: str = "<policy>", labels: list[str] | None = None,
-                      allow_unlisted: bool = False, limits: PolicyLimits | None = None
+                      allow_unlisted: bool = False, limits: PolicyLimits | None = None,
+                      device_names: list[str] | None = None
                       ) -> tuple[Policy | None, list[PolicyIssue]]:
     """Parse and validate policy YAML: ``(policy or None, issues sorted by line)``.
 
     ``labels`` (a model's class names) adds: unknown class names and model classes
     with no entry (an error unless ``allow_unlisted``, then a warning).  ``limits``
     (default: :meth:`PolicyLimits.from_env`) bound size, nesting and aliases.  Any
-    failure the text causes is a :class:`PolicyError` naming the file."""
+    failure the text causes is a :class:`PolicyError` naming the file.
+    ``device_names`` (a device model's types and kinds, :func:`load_device_names`) adds:
+    unknown ``device_types`` keys."""
     limits = limits or PolicyLimits.from_env()
     size = len(text.encode("utf-8", "surrogatepass"))
     if size > limits.max_bytes:
         raise _too_large(file, f"{size} bytes", limits)
     try:
-        return _check_text(text, file, labels, allow_unlisted, limits)
+        return _check_text(text, file, labels, allow_unlisted, limits, device_names)
     except PolicyError:
         raise
     except RecursionError:
@@ -266,7 +288,8 @@ def _too_large(file: str, size: str, limits: PolicyLimits) -> PolicyError:
 
 
 def _check_text(text: str, file: str, labels: list[str] | None, allow_unlisted: bool,
-                limits: PolicyLimits) -> tuple[Policy | None, list[PolicyIssue]]:
+                limits: PolicyLimits, device_names: list[str] | None = None
+                ) -> tuple[Policy | None, list[PolicyIssue]]:
     root, data = _compose(text, file, limits)   # raises PolicyError on YAML syntax errors
     issues = _duplicate_keys(root, file)
     if data is None:
@@ -278,6 +301,8 @@ def _check_text(text: str, file: str, labels: list[str] | None, allow_unlisted: 
             file=file)
     if labels is not None:
         issues += _labels_issues(data, root, file, labels, allow_unlisted)
+    if device_names is not None:
+        issues += _device_type_issues(data, root, file, device_names)
     policy: Policy | None = None
     try:
         policy = Policy.model_validate(data, context={"defer_semantic": True})
@@ -313,7 +338,8 @@ def _check_text(text: str, file: str, labels: list[str] | None, allow_unlisted: 
 
 
 def check_policy_file(path: str | os.PathLike, labels: list[str] | None = None,
-                      allow_unlisted: bool = False, limits: PolicyLimits | None = None
+                      allow_unlisted: bool = False, limits: PolicyLimits | None = None,
+                      device_names: list[str] | None = None
                       ) -> tuple[Policy | None, list[PolicyIssue]]:
     """:func:`check_policy_text` on a file (raises :class:`PolicyError` if unreadable
     or larger than ``limits.max_bytes``: no more than that is read)."""
@@ -328,7 +354,7 @@ def check_policy_file(path: str | os.PathLike, labels: list[str] | None = None,
     except (OSError, UnicodeDecodeError) as e:
         reason = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
         raise PolicyError(f"{file}: cannot read policy: {reason}", file=file) from None
-    return check_policy_text(text, file, labels, allow_unlisted, limits)
+    return check_policy_text(text, file, labels, allow_unlisted, limits, device_names)
 
 
 def load_policy(path: str | os.PathLike, labels: list[str] | None = None,
@@ -372,3 +398,23 @@ def load_labels(model: str | os.PathLike) -> list[str]:
     if not isinstance(labels, list) or not all(isinstance(x, str) and x for x in labels):
         raise PolicyError(f"{f}: expected a JSON list of class names", file=str(f))
     return labels
+
+
+def load_device_names(model: str | os.PathLike) -> list[str]:
+    """A device model's types (``labels.json``) and kinds (``card.json``: the dataset's
+    ``device.kinds``): the names a policy's ``device_types`` may use."""
+    names = load_labels(model)
+    f = Path(model) / "card.json"
+    try:
+        card = json.loads(f.read_text(encoding="utf-8"))
+    except OSError as e:
+        raise PolicyError(f"{f}: cannot read the model card: {e.strerror or e}", file=str(f)) from None
+    except ValueError as e:
+        raise PolicyError(f"{f}: not valid JSON: {e}", file=str(f)) from None
+    dev = (((card.get("data") or {}).get("manifest") or {}).get("options") or {}).get("device") \
+        if isinstance(card, dict) else None
+    if not isinstance(dev, dict):
+        raise PolicyError(f"{f}: not a device model (no data.manifest.options.device; build its "
+                          "dataset with `egw dataset build --by device`)", file=str(f))
+    kinds = sorted({k for k in (dev.get("kinds") or {}).values() if isinstance(k, str)})
+    return names + [k for k in kinds if k not in names]

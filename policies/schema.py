@@ -217,6 +217,23 @@ class Device(_Model):
         return False
 
 
+#: The ``device_types`` key for a device the model has not identified (yet, or below its
+#: threshold, or with no device model at all).
+UNKNOWN_DEVICE = "unknown_device"
+
+
+class DeviceType(_Model):
+    """What a device of one type (or kind, or ``unknown_device``) gets: ``action:
+    quarantine`` holds it to DHCP, DNS and NTP until an owner approves its MAC; ``all``
+    and ``classes`` override class entries for its sessions like a device entry's
+    (a ``devices`` entry for its MAC still wins: it is more specific)."""
+
+    action: Literal["allow", "quarantine"] = "allow"
+    all: ClassOverride | None = None
+    classes: dict[str, ClassOverride] = Field(default_factory=dict)
+    note: str | None = None
+
+
 class WanClass(_Model):
     """One HTB class on the WAN port: packets whose DSCP is in ``dscp`` go here.
     ``rate_kbps`` is guaranteed, ``ceil_kbps`` (default: the uplink) is the most it
@@ -293,6 +310,12 @@ class Policy(_Model):
     classes: dict[str, ClassPolicy] = Field(default_factory=dict)
     wan: Wan
     devices: tuple[Device, ...] = ()
+    device_types: dict[str, DeviceType] = Field(default_factory=dict)
+
+    @field_validator("device_types", mode="before")
+    @classmethod
+    def _none_device_types(cls, v: Any) -> Any:
+        return {} if v is None else v
 
     @field_validator("devices", mode="before")
     @classmethod
@@ -330,6 +353,14 @@ class Policy(_Model):
         if class_name == UNKNOWN and self.unknown is not None:
             return UNKNOWN, self.unknown
         return "default", self.default
+
+    def device_type_entry(self, names) -> tuple[str, DeviceType] | None:
+        """The first of ``names`` (e.g. ``(type, kind)`` or ``("unknown_device",)``) that
+        has a ``device_types`` entry, with it; None when none has."""
+        for n in names:
+            if n and n in self.device_types:
+                return n, self.device_types[n]
+        return None
 
     def warnings(self) -> list[str]:
         """Non-fatal remarks ("dotted.key: message")."""

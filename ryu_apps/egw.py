@@ -122,6 +122,7 @@ class EdgeGateway(app_manager.RyuApp):
         msg, dp = ev.msg, ev.msg.datapath
         try:
             eng, in_port = self.gw.engine(dp.id), msg.match["in_port"]
+            self._send_all(self.gw.device_packet(dp.id, in_port, bytes(msg.data)))
             if msg.table_id != SESSION_TABLE:
                 self._send(dp, eng.forward(in_port, bytes(msg.data),
                                            ofmsg.buffer_id(dp, msg.buffer_id)))
@@ -200,6 +201,11 @@ class EdgeGateway(app_manager.RyuApp):
 
     def health(self) -> dict:
         return self.gw.health(self.datapaths)
+
+    def approve_device(self, mac: str) -> dict | None:
+        view, out = self.gw.approve_device(mac)
+        self._send_all(out)
+        return view
 
     def status(self) -> dict:
         return self.gw.status(self.datapaths)

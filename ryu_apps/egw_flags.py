@@ -94,6 +94,14 @@ OPTS = [
     cfg.FloatOpt("egw-model-watch", default=2.0, min=0.0,
                  help="seconds between checks of the model bundle's files (0: off); a "
                       "changed bundle is reloaded, a bad one rejected (last good kept)"),
+    cfg.StrOpt("egw-device-model", default="",
+               help="device model bundle (e.g. classifier/models/devices): identify each new "
+                    "LAN device from its first packets; empty: every device is unknown_device"),
+    cfg.StrOpt("egw-device-state", default="",
+               help="JSON file the device decisions and approvals are kept in across "
+                    "controller restarts (empty: kept in memory only)"),
+    cfg.FloatOpt("egw-device-max-seconds", default=30.0, min=0.1,
+                 help="a new device is classified with what it sent after this many seconds"),
 ]
 
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-TOPOS = ("smart_home", "basic")
+TOPOS = ("smart_home", "basic", "devices")
 
 
 def register(sub) -> None:
@@ -15,7 +15,9 @@ def register(sub) -> None:
         "enforcement and priority; tear down only what was started. Needs root.",
     )
     p.add_argument("--topo", choices=TOPOS, default="smart_home",
-                   help="smart_home (default): the full scenario; basic: ping + TCP only")
+                   help="smart_home (default): the full scenario; basic: ping + TCP only; "
+                   "devices: IoT devices replay held-out setup captures and are identified, "
+                   "an unknown one is quarantined until approved")
     p.add_argument("--policy", type=Path, help="policy YAML (default: policies/smart_home.yaml)")
     p.add_argument("--model", type=Path, help="model bundle (default: the embedded one)")
     p.add_argument("--duration", type=float, default=20.0,
@@ -44,6 +46,18 @@ def _emulate(args) -> int:
               f"{res.get('tcp_mbps', 'failed')} Mbit/s")
         print(f"report: {report / 'basic.json'}")
         return 0 if res["ping_loss_percent"] == 0 and "tcp_mbps" in res else 1
+
+    if args.topo == "devices":
+        from topologies import devices_phase
+
+        res = devices_phase.run_devices(report, data_dir=args.data, policy=args.policy)
+        devices_phase.print_devices(res)
+        print(f"report: {report / 'devices.json'}")
+        q = res.get("quarantine") or {}
+        ok = (all(r["state"] == "identified" for r in res.get("devices", []))
+              and q.get("dns_reached_wan") and not q.get("tcp443_reached_wan_before_approval")
+              and q.get("tcp443_reached_wan_after_approval"))
+        return 0 if ok else 1
 
     from topologies.scenario import ScenarioConfig, run_scenario
 

@@ -56,6 +56,12 @@ class GatewayClient:
     def policy(self) -> dict:
         return self._call("GET", "/egw/policy")
 
+    def devices(self) -> dict:
+        return self._call("GET", "/egw/devices")
+
+    def approve_device(self, mac: str) -> dict:
+        return self._call("POST", f"/egw/devices/{mac}/approve", {})
+
     def reload_policy(self) -> dict:
         return self._call("POST", "/egw/policy/reload", {})
 

@@ -19,6 +19,7 @@ from policies.watch import FileWatch
 
 from .audit import DecisionLog, NullLog
 from .auth import page
+from .devices import IDENTIFY_PRIORITY, DeviceTable, device_cookie
 from .engine import GatewayEngine
 from .faults import FaultLog
 from .htb import WanHtb
@@ -54,6 +55,7 @@ class Gateway:
         self.audit = self._open_audit()
         self.model = self._load_model()
         self.policy = self._load_policy()
+        self.devices = self._load_devices()
         self.engines: dict[int, GatewayEngine] = {}
         self.wan_ports: dict[int, int] = {}
         self.htb = WanHtb(self.metrics, self.log)
@@ -134,8 +136,34 @@ class Gateway:
         self.audit.write("policy", trigger="start", path=str(path), ok=True)
         return holder
 
+    def _load_devices(self) -> DeviceTable:
+        """The device table, with the device model (``egw_device_model``) when one is
+        given and loads; without it every device is ``unknown_device`` (forwarding and
+        session classification do not depend on it)."""
+        path = getattr(self.conf, "egw_device_model", "") or ""
+        bundle = None
+        if path:
+            from classifier.bundle import load_bundle
+            from classifier.evaluate_devices import device_options
+            try:
+                bundle = load_bundle(path, prefer_int8=self.conf.egw_prefer_int8)
+                if device_options(bundle) is None:
+                    raise ValueError(f"{path}: not a device model (its card has no "
+                                     "data.manifest.options.device)")
+                self.log.info("device model %s: %d types", path, len(bundle.labels))
+            except Exception as exc:
+                self.faults.report("device_model", exc, f"cannot load the device model {path}; "
+                                   "every device is unknown_device")
+                bundle = None
+            self.audit.write("device-model", path=path, ok=bundle is not None)
+        policy = self.policy
+        return DeviceTable(bundle, lambda names: policy.current.device_type_entry(names),
+                           max_seconds=float(getattr(self.conf, "egw_device_max_seconds", 30.0)),
+                           state_path=getattr(self.conf, "egw_device_state", "") or None,
+                           metrics=self.metrics._root, audit=self.audit.write, logger=self.log)
+
     def _enforcer(self):
-        return PolicyEnforcer(self.policy.current)
+        return PolicyEnforcer(self.policy.current, self.devices.names_of)
 
     def labels(self) -> list[str]:
         """Class names a restored rule may belong to: the model's and the policy's."""
@@ -167,6 +195,8 @@ class Gateway:
         fresh = dpid not in self.engines
         readback = fresh and self.conf.egw_restore
         msgs = self.engine(dpid).switch_connected(fresh=fresh, readback=readback)
+        if not readback:       # else once the read-back is adopted (it deletes unknown rules)
+            msgs += self.devices.rules_for(dpid)
         self.log.info("switch %016x %s: base pipeline%s installed", dpid,
                       "connected" if fresh else "reconnected",
                       ", reading its flows and meters back" if readback
@@ -194,17 +224,69 @@ class Gateway:
     def readback_reply(self, dpid: int, kind: str, xid: int, items, more: bool
                        ) -> list[Message]:
         eng = self.engines.get(dpid)
-        return eng.readback_reply(kind, xid, items, more, self.labels()) if eng else []
+        if eng is None:
+            return []
+        waiting = eng.restoring
+        msgs = eng.readback_reply(kind, xid, items, more, self.labels())
+        if waiting and not eng.restoring:
+            msgs += self.devices.rules_for(dpid)
+        return msgs
 
     # ---- periodic work (the adapter schedules these) ---------------------------
     def tick(self) -> Outbox:
         out: Outbox = {}
         for dpid, eng in list(self.engines.items()):
             try:
+                waiting = eng.restoring
                 out[dpid] = eng.tick()
+                if waiting and not eng.restoring:      # read-back given up: switch cleared
+                    out[dpid] += self.devices.rules_for(dpid)
             except Exception as exc:
                 self.faults.report("tick", exc, "tick failed")
+        try:
+            decided = self.devices.tick()
+            if decided:
+                _merge(out, self._devices_changed(decided))
+        except Exception as exc:
+            self.faults.report("devices", exc, "device tick failed")
         return out
+
+    # ---- devices ---------------------------------------------------------------
+    def _devices_changed(self, msgs: list[Message]) -> Outbox:
+        """Device rules (by switch) and the sessions whose policy changed with a
+        device's type."""
+        out: Outbox = {}
+        for m in msgs:
+            dpid = next((d.dpid for d in self.devices.devices.values()
+                         if getattr(m, "cookie", None) == device_cookie(d.mac)), None)
+            if dpid is not None:
+                out.setdefault(dpid, []).append(m)
+        enforce = self._enforcer()
+        for dpid, eng in list(self.engines.items()):
+            out.setdefault(dpid, []).extend(eng.set_enforcer(enforce))
+        return out
+
+    def device_packet(self, dpid: int, in_port: int, frame: bytes) -> Outbox:
+        """Every packet-in's frame, before the engine sees it (device identification)."""
+        try:
+            msgs = self.devices.observe(dpid, in_port, frame, self.wan_ports.get(dpid))
+        except Exception as exc:
+            self.faults.report("devices", exc, "device identification failed on a packet")
+            return {}
+        if not msgs:
+            return {}
+        if any(m.command == "delete" or m.priority != IDENTIFY_PRIORITY for m in msgs):
+            return self._devices_changed(msgs)        # a decision: sessions may change
+        return {dpid: msgs}
+
+    def approve_device(self, mac: str) -> tuple[dict | None, Outbox]:
+        d, msgs = self.devices.approve(mac)
+        return (d.view() if d is not None else None), ({d.dpid: msgs} if d and msgs else {})
+
+    def devices_view(self) -> dict:
+        return {"devices": self.devices.view(),
+                "model": str(self.devices.bundle.path) if self.devices.bundle is not None else None,
+                "persisted_to": str(self.devices.state_path) if self.devices.state_path else None}
 
     def flush(self) -> Outbox:
         return {dpid: eng.flush() for dpid, eng in list(self.engines.items())
@@ -261,9 +343,11 @@ class Gateway:
         self.metrics.policy_reloads.labels("ok").inc()
         out = {dpid: eng.set_enforcer(self._enforcer())
                for dpid, eng in list(self.engines.items())}
+        held = self.devices.requarantine()
         updated = sum(isinstance(m, FlowRule) for msgs in out.values() for m in msgs) // 2
         if res.wan_changed and self.conf.egw_wan_htb and self.htb.dev:
             self.htb.setup(self.htb.dev, self.policy.current.wan)
+        _merge(out, held)
         self.log.info("policy reload (%s) applied: %s; %d session(s) updated", trigger,
                       res.summary(), updated)
         self.audit.write("policy", trigger=trigger, path=str(self.policy.path), ok=True,

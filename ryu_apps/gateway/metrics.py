@@ -162,6 +162,12 @@ class Metrics:
         self.class_dropped = Counter(
             "egw_class_dropped_packets", "Packets of finished sessions whose action was drop, "
             "by class", ["cls"], registry=r)
+        self.devices = Gauge(
+            "egw_devices", "LAN devices by identified type ('identifying' while the device "
+            "model still collects their first packets; 'unknown_device' when unsure)",
+            ["type"], registry=r)
+        self.devices_quarantined = Gauge(
+            "egw_devices_quarantined", "LAN devices held to DHCP, DNS and NTP", registry=r)
         self.policy_reloads = Counter(
             "egw_policy_reloads", "Policy reloads, by result (ok, rejected)", ["result"],
             registry=r)

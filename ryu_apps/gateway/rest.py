@@ -13,6 +13,8 @@ clients (``egw_metrics_open``).
     GET  /egw/stats               per-class statistics, meters, counters
     GET  /egw/policy              the running policy (JSON) and where it came from
     POST /egw/policy/reload       re-read the policy file
+    GET  /egw/devices             LAN devices: type, kind, confidence, packets needed, quarantine
+    POST /egw/devices/{mac}/approve   lift a device's quarantine (kept across restarts)
     GET  /metrics                 Prometheus text format
 """
 from __future__ import annotations
@@ -104,6 +106,18 @@ class GatewayController(ControllerBase):
     def reload(self, req, **_):
         ok, message = self.app.reload_policy("rest")
         return _json({"ok": ok, "message": message}, 200 if ok else 400)
+
+    @route("egw", "/egw/devices", methods=["GET"])
+    @guarded
+    def devices(self, req, **_):
+        return _json(self.app.gw.devices_view())
+
+    @route("egw", "/egw/devices/{mac}/approve", methods=["POST"],
+           requirements={"mac": r"[0-9A-Fa-f]{2}([:-][0-9A-Fa-f]{2}){5}"})
+    @guarded
+    def approve_device(self, req, mac, **_):
+        view = self.app.approve_device(mac.replace("-", ":").lower())
+        return _json(view) if view is not None else _json({"error": f"no device {mac}"}, 404)
 
     @route("egw", "/metrics", methods=["GET"])
     @guarded

@@ -14,6 +14,7 @@ from webob import Request
 from ryu_apps.gateway.auth import (DEFAULT_PAGE, MAX_PAGE, Guard, TokenError, find_token,
                                    read_token_file)
 from ryu_apps.gateway.core import Gateway
+from ryu_apps.gateway.devices import DeviceTable
 from ryu_apps.gateway.metrics import Metrics
 from ryu_apps.gateway.rest import APP_KEY, GatewayController
 from ryu_apps.gateway.sessions import SessionTable
@@ -22,6 +23,7 @@ from ryu_apps.gateway.rules import FiveTuple
 TOKEN = "s3cret-token"
 ENDPOINTS = [("GET", "/egw/status"), ("GET", "/egw/sessions"), ("GET", "/egw/sessions/1"),
              ("GET", "/egw/stats"), ("GET", "/egw/policy"), ("POST", "/egw/policy/reload"),
+             ("GET", "/egw/devices"), ("POST", "/egw/devices/02:00:00:00:00:09/approve"),
              ("GET", "/metrics")]
 
 
@@ -43,9 +45,11 @@ class _Gw:
     sessions_page = Gateway.sessions_page
     session = Gateway.session
     all_stats = Gateway.all_stats
+    devices_view = Gateway.devices_view
 
     def __init__(self, n=0, dpids=(1,)):
         self.engines = {d: _Eng(n) for d in dpids}
+        self.devices = DeviceTable()
 
     def policy_view(self):
         return {"path": "/etc/egw/policy.yaml", "last_error": None, "policy": {}}
@@ -67,6 +71,9 @@ class _App:
     def reload_policy(self, trigger):
         self.reloads += 1
         return True, "ok"
+
+    def approve_device(self, mac):
+        return self.gw.devices.approve(mac)[0]
 
 
 def _wsgi(app):

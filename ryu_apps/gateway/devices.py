@@ -1,0 +1,371 @@
+"""Live device identification and quarantine (pure logic: frames in, plain messages out).
+
+When a MAC the gateway has not seen sends from a LAN port, it is *tracked*: rules in
+table 0 copy that device's frames to the controller while the switch forwards them
+(``IDENTIFY_PRIORITY``: ``eth_src``/``eth_dst`` = the MAC -> controller + goto table 1;
+forwarding never waits). The frames go through :class:`classifier.devices.DeviceTrack`,
+the offline build's code, until it holds ``windows * k`` usable packets or
+``max_seconds`` have passed; then the device bundle classifies it (mean probability
+over its windows; below the bundle's threshold: ``unknown_device``), the copy rules are
+deleted and the decision is recorded (type, kind, confidence, packets used).
+
+Quarantine: when the policy's ``device_types`` entry for the device (its type, else
+its kind, else ``unknown_device`` while it is unidentified) says ``action: quarantine``
+and its MAC is not approved, table 0 holds it to DHCP, DNS and NTP: priority
+``QUARANTINE_ALLOW_PRIORITY`` rules let ``eth_src`` = MAC with UDP 67/547 (DHCP),
+UDP/TCP 53 (DNS), UDP 123 (NTP) and ICMPv6 (neighbour discovery) go on to table 1;
+``QUARANTINE_DROP_PRIORITY`` drops its other IPv4/IPv6 packets (ARP still passes). DNS
+and NTP go to any address (the gateway does not know the home's resolver); hosts named
+in DNS answers are *not* opened. While it is being identified the quarantine rules
+also copy to the controller. :meth:`DeviceTable.approve` lifts it.
+
+Decisions are persisted (``state_path``, JSON, written atomically on each change) and
+read back at start: a device is not re-identified after a controller restart (its
+setup traffic is over by then); its quarantine rules are sent again when its switch
+connects (a read-back deletes the rules it does not know).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from classifier.devices import DeviceTrack, aggregate
+from classifier.packets import ETH_IPV4, ETH_IPV6, PROTO_TCP, PROTO_UDP
+
+from .metrics import dp_label
+from .rules import FORWARD_TABLE, SESSION_TABLE, FlowRule, Message, mac_text
+
+log = logging.getLogger("egw.devices")
+
+IDENTIFY_PRIORITY = 200
+QUARANTINE_DROP_PRIORITY = 300
+QUARANTINE_ALLOW_PRIORITY = 310
+#: Cookies of device rules: "ED" in the top 16 bits, the MAC below.
+DEVICE_COOKIE_TAG = 0x4544 << 48
+PROTO_ICMPV6 = 58
+UNKNOWN_DEVICE = "unknown_device"
+#: (ip version, ip_proto, destination port or None) a quarantined device may use
+QUARANTINE_SERVICES = (
+    (4, PROTO_UDP, 67), (4, PROTO_UDP, 53), (4, PROTO_TCP, 53), (4, PROTO_UDP, 123),
+    (6, PROTO_UDP, 547), (6, PROTO_UDP, 53), (6, PROTO_TCP, 53), (6, PROTO_UDP, 123),
+    (6, PROTO_ICMPV6, None),
+)
+
+IDENTIFYING, IDENTIFIED = "identifying", "identified"
+
+
+def device_cookie(mac: str) -> int:
+    return DEVICE_COOKIE_TAG | int(mac.replace(":", ""), 16)
+
+
+def _eth(v: int) -> int:
+    return ETH_IPV4 if v == 4 else ETH_IPV6
+
+
+def identify_rules(mac: str, command: str = "add") -> list[FlowRule]:
+    """Copy the device's frames (both directions) to the controller; the switch forwards."""
+    c = device_cookie(mac)
+    return [FlowRule(SESSION_TABLE, IDENTIFY_PRIORITY, {k: mac}, actions=(("controller",),),
+                     goto=FORWARD_TABLE, cookie=c, command=command)
+            for k in ("eth_src", "eth_dst")]
+
+
+def quarantine_rules(mac: str, copy: bool = False, command: str = "add") -> list[FlowRule]:
+    """Hold ``eth_src`` = mac to :data:`QUARANTINE_SERVICES`; ``copy``: also to the
+    controller (while the device is being identified)."""
+    c = device_cookie(mac)
+    acts = (("controller",),) if copy else ()
+    out = []
+    for v, proto, port in QUARANTINE_SERVICES:
+        m = {"eth_src": mac, "eth_type": _eth(v), "ip_proto": proto}
+        if port is not None:
+            m[f"{'tcp' if proto == PROTO_TCP else 'udp'}_dst"] = port
+        out.append(FlowRule(SESSION_TABLE, QUARANTINE_ALLOW_PRIORITY, m, actions=acts,
+                            goto=FORWARD_TABLE, cookie=c, command=command))
+    for v in (4, 6):
+        out.append(FlowRule(SESSION_TABLE, QUARANTINE_DROP_PRIORITY,
+                            {"eth_src": mac, "eth_type": _eth(v)}, actions=acts, cookie=c,
+                            command=command))
+    if copy:      # what the device receives, while identifying
+        out.append(FlowRule(SESSION_TABLE, QUARANTINE_DROP_PRIORITY, {"eth_dst": mac},
+                            actions=acts, goto=FORWARD_TABLE, cookie=c, command=command))
+    return out
+
+
+@dataclass
+class Device:
+    """One LAN device as the gateway knows it (``view()`` is what REST shows)."""
+
+    mac: str
+    dpid: int
+    port: int
+    first_seen: float
+    state: str = IDENTIFYING
+    type: str | None = None
+    kind: str | None = None
+    confidence: float = 0.0
+    packets: int = 0            # usable packets the decision used
+    windows: int = 0
+    frames: int = 0             # frames of the device seen while identifying
+    reason: str = ""            # model | timeout | no-model | no-data | restored
+    decided_at: float | None = None
+    quarantined: bool = False
+    approved: bool = False
+    track: DeviceTrack | None = field(default=None, repr=False)
+    last_frames: tuple = field(default=(), repr=False)
+
+    def names(self) -> tuple[str, ...]:
+        """The ``device_types`` keys the device answers to, most specific first."""
+        if self.state == IDENTIFIED and self.type and self.type != UNKNOWN_DEVICE:
+            return tuple(n for n in (self.type, self.kind) if n)
+        return (UNKNOWN_DEVICE,)
+
+    def view(self) -> dict:
+        return {"mac": self.mac, "dpid": f"{self.dpid:016x}", "port": self.port,
+                "state": self.state, "type": self.type, "kind": self.kind,
+                "confidence": round(self.confidence, 4), "packets_needed": self.packets,
+                "windows": self.windows, "reason": self.reason,
+                "quarantined": self.quarantined, "approved": self.approved,
+                "first_seen": self.first_seen, "decided_at": self.decided_at}
+
+    def record(self) -> dict:
+        d = asdict(self)
+        for k in ("track", "last_frames", "first_seen", "decided_at"):
+            d.pop(k)
+        return d
+
+
+class DeviceTable:
+    """Every device of every switch. ``bundle``: the device model (``classifier.bundle``
+    with ``device_options``) or None (every device is ``unknown_device`` at once);
+    ``lookup(names) -> (name, DeviceType) | None``: the policy's ``device_types``;
+    ``metrics``: the process's :class:`~ryu_apps.gateway.metrics.Metrics`; ``audit``:
+    ``DecisionLog.write``."""
+
+    def __init__(self, bundle=None, lookup: Callable | None = None, *,
+                 max_seconds: float = 30.0, max_tracking: int = 64,
+                 state_path: str | os.PathLike | None = None,
+                 clock: Callable[[], float] = time.monotonic, metrics=None, audit=None,
+                 logger: logging.Logger | None = None):
+        self.bundle = bundle
+        self.lookup = lookup or (lambda names: None)
+        self.max_seconds, self.max_tracking = max_seconds, max_tracking
+        self.state_path = Path(state_path) if state_path else None
+        self.clock, self.metrics, self.audit = clock, metrics, audit
+        self.log = logger or log
+        self.devices: dict[str, Device] = {}
+        self.skipped = 0        # new devices not tracked: max_tracking reached
+        opts = {}
+        if bundle is not None:
+            from classifier.evaluate_devices import device_options
+            opts = device_options(bundle) or {}
+        self.windows = int(opts.get("windows", 1))
+        self.kinds = opts.get("kinds") or {}
+        self._load()
+
+    # ---- persistence -----------------------------------------------------------
+    def _load(self) -> None:
+        if self.state_path is None or not self.state_path.is_file():
+            return
+        try:
+            recs = json.loads(self.state_path.read_text(encoding="utf-8"))
+            for r in recs.get("devices", []):
+                d = Device(**{**r, "first_seen": self.clock(), "reason": r.get("reason", "")})
+                if d.state == IDENTIFYING:      # cut short by the restart: decide at once
+                    d.state, d.type, d.reason = IDENTIFIED, UNKNOWN_DEVICE, "restart"
+                self.devices[d.mac] = d
+        except (OSError, ValueError, TypeError) as exc:
+            self.log.error("%s: cannot read the device state (%s); starting empty",
+                           self.state_path, exc)
+        self._gauge()
+
+    def _save(self) -> None:
+        if self.state_path is None:
+            return
+        data = {"format": "egw-devices/1",
+                "devices": [d.record() for d in self.devices.values() if d.state == IDENTIFIED]}
+        try:
+            self.state_path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=".devices.", dir=self.state_path.parent)
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                json.dump(data, fh, indent=1, sort_keys=True)
+            os.replace(tmp, self.state_path)
+        except OSError as exc:
+            self.log.error("%s: cannot write the device state: %s", self.state_path, exc)
+
+    # ---- policy ----------------------------------------------------------------
+    def names_of(self, mac: str | None) -> tuple[str, ...]:
+        """``device_types`` keys for a session's device (``()`` for a MAC never seen on a
+        LAN port, e.g. a session's remote end)."""
+        d = self.devices.get((mac or "").lower())
+        return d.names() if d is not None else ()
+
+    def _wants_quarantine(self, d: Device) -> bool:
+        if d.approved:
+            return False
+        hit = self.lookup(d.names())
+        return hit is not None and hit[1].action == "quarantine"
+
+    # ---- packets ---------------------------------------------------------------
+    def observe(self, dpid: int, in_port: int, frame: bytes, wan_port: int | None = None,
+                now: float | None = None) -> list[Message]:
+        """Any packet-in's frame. A new unicast source on a LAN port starts a device;
+        a tracked device's frames feed its track (each frame once: a frame copied by
+        table 0 and missed by table 1 arrives twice)."""
+        if len(frame) < 14:
+            return []
+        now = self.clock() if now is None else now
+        src, dst = mac_text(frame[6:12]), mac_text(frame[0:6])
+        msgs: list[Message] = []
+        d = self.devices.get(src)
+        if d is None and in_port != wan_port and not frame[6] & 1:
+            msgs += self._new(src, dpid, in_port, now)
+            d = self.devices.get(src)
+        if d is None or d.state != IDENTIFYING:
+            d = self.devices.get(dst)
+            if d is None or d.state != IDENTIFYING:
+                return msgs
+        if frame in d.last_frames:
+            return msgs
+        d.last_frames = (d.last_frames + (bytes(frame),))[-2:]
+        d.frames += 1
+        d.track.add(now, bytes(frame))
+        if d.track.full:
+            msgs += self._decide(d, now, "model")
+        return msgs
+
+    def _new(self, mac: str, dpid: int, port: int, now: float) -> list[Message]:
+        tracking = sum(1 for d in self.devices.values() if d.state == IDENTIFYING)
+        d = Device(mac, dpid, port, now)
+        if self.bundle is None or tracking >= self.max_tracking:
+            if self.bundle is not None:
+                self.skipped += 1
+            self.devices[mac] = d
+            return self._decide(d, now, "no-model" if self.bundle is None else "busy")
+        d.track = DeviceTrack(bytes.fromhex(mac.replace(":", "")), self.bundle.preprocess,
+                              self.windows)
+        self.devices[mac] = d
+        d.quarantined = self._wants_quarantine(d)
+        self._audit("device-new", d)
+        self._gauge()
+        return quarantine_rules(mac, copy=True) if d.quarantined else identify_rules(mac)
+
+    def tick(self, now: float | None = None) -> list[Message]:
+        """Decide devices tracked for ``max_seconds`` with what they have."""
+        now = self.clock() if now is None else now
+        msgs: list[Message] = []
+        for d in list(self.devices.values()):
+            if d.state == IDENTIFYING and now - d.first_seen >= self.max_seconds:
+                msgs += self._decide(d, now, "timeout")
+        return msgs
+
+    def _decide(self, d: Device, now: float, reason: str) -> list[Message]:
+        was_tracked, was_quarantined = d.track is not None, d.quarantined
+        label, conf = UNKNOWN_DEVICE, 0.0
+        if d.track is not None:
+            X = d.track.vectors()
+            d.packets, d.windows = len(d.track.views), len(X)
+            if len(X) == 0:
+                reason = "no-data"
+            else:
+                try:
+                    p = aggregate(self.bundle.predict(X))
+                    i = int(p.argmax())
+                    conf = float(p[i])
+                    label = self.bundle.labels[i] if conf >= self.bundle.threshold else UNKNOWN_DEVICE
+                except Exception as exc:      # a broken model never stops forwarding
+                    self.log.warning("device %s: classification failed: %s", d.mac, exc)
+                    reason = "error"
+        d.state, d.type, d.confidence, d.reason = IDENTIFIED, label, conf, reason
+        d.kind = self.kinds.get(label) if label != UNKNOWN_DEVICE else None
+        d.decided_at, d.track, d.last_frames = now, None, ()
+        d.quarantined = self._wants_quarantine(d)
+        msgs: list[Message] = []
+        if was_tracked:
+            msgs += (quarantine_rules(d.mac, copy=True, command="delete") if was_quarantined
+                     else identify_rules(d.mac, command="delete"))
+        if d.quarantined:
+            msgs += quarantine_rules(d.mac)
+        self._audit("device", d)
+        self._gauge()
+        self._save()
+        return msgs
+
+    def approve(self, mac: str) -> tuple[Device | None, list[Message]]:
+        """The owner approves ``mac``: its quarantine (if any) is lifted, now and later."""
+        d = self.devices.get(mac.lower())
+        if d is None:
+            return None, []
+        msgs: list[Message] = []
+        if d.quarantined:
+            msgs += quarantine_rules(d.mac, copy=d.state == IDENTIFYING, command="delete")
+            if d.state == IDENTIFYING:
+                msgs += identify_rules(d.mac)
+        d.approved, d.quarantined = True, False
+        self._audit("device-approved", d)
+        self._gauge()
+        self._save()
+        return d, msgs
+
+    def rules_for(self, dpid: int) -> list[Message]:
+        """The device rules a switch should hold (after it connects or was read back)."""
+        out: list[Message] = []
+        for d in self.devices.values():
+            if d.dpid != dpid:
+                continue
+            if d.state == IDENTIFYING:
+                out += quarantine_rules(d.mac, copy=True) if d.quarantined else identify_rules(d.mac)
+            elif d.quarantined:
+                out += quarantine_rules(d.mac)
+        return out
+
+    def requarantine(self) -> dict[int, list[Message]]:
+        """After a policy change: quarantine or release identified devices to match it."""
+        out: dict[int, list[Message]] = {}
+        for d in self.devices.values():
+            if d.state != IDENTIFIED:
+                continue
+            want = self._wants_quarantine(d)
+            if want != d.quarantined:
+                d.quarantined = want
+                out.setdefault(d.dpid, []).extend(quarantine_rules(d.mac, command="add" if want
+                                                                   else "delete"))
+                self._audit("device-policy", d)
+        if out:
+            self._gauge()
+            self._save()
+        return out
+
+    # ---- views -------------------------------------------------------------------
+    def view(self) -> list[dict]:
+        return [d.view() for d in sorted(self.devices.values(), key=lambda d: d.mac)]
+
+    def _gauge(self) -> None:
+        """``egw_devices{dp_id, type}`` (``identifying`` while tracked) and
+        ``egw_devices_quarantined{dp_id}``, recomputed from the table."""
+        if self.metrics is None:
+            return
+        counts: dict[tuple[int, str], int] = {}
+        held: dict[int, int] = {}
+        for d in self.devices.values():
+            t = d.type if d.state == IDENTIFIED else IDENTIFYING
+            counts[(d.dpid, t)] = counts.get((d.dpid, t), 0) + 1
+            held[d.dpid] = held.get(d.dpid, 0) + int(d.quarantined)
+        self.metrics.devices.clear()
+        for (dpid, t), n in counts.items():
+            self.metrics.devices.labels(dp_label(dpid), t).set(n)
+        self.metrics.devices_quarantined.clear()
+        for dpid, n in held.items():
+            self.metrics.devices_quarantined.labels(dp_label(dpid)).set(n)
+
+    def _audit(self, event: str, d: Device) -> None:
+        rec = d.view()
+        self.log.info("%s %s", event, json.dumps(rec, sort_keys=True, default=str))
+        if self.audit is not None:
+            self.audit(event, **{k: v for k, v in rec.items() if k not in ("first_seen",)})
