@@ -105,6 +105,11 @@ def selection_table(res: dict) -> str:
                    f"{_f(r['val_macro_f1_int8'])} ({_f(r['val_macro_f1_float'])}) |")
     out.append("")
     out.append(f"Split: {res['split']}. Rule: {res['rule']}.")
+    reads = res.get("test_reads") or []
+    if reads:
+        out.append("")
+        out.append("Test figures seen, disclosed and not used to choose: " + "; ".join(
+            f"{r['variant']} {r['test_macro_f1_int8']:.3f} ({r['why']})" for r in reads) + ".")
     return "\n".join(out)
 
 

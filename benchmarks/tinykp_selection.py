@@ -69,16 +69,53 @@ def main() -> int:
               flush=True)
     tinykp.DEFAULTS.clear()
     tinykp.DEFAULTS.update(base)
-    best = max(rows, key=lambda r: r["val_macro_f1_int8"])
-    write_json(out, {
+    chosen = choose(rows)
+    res = {
         "dataset": f"{DATA} (the families table's kpackets dataset)",
-        "split": "val (513 sessions); test not read for these runs",
-        "chosen": best["variant"],
-        "rule": "highest validation macro-F1 (int8); differences under ~0.015 are within "
-                "validation noise, so the simplest variant was kept",
-        "rows": rows})
-    print(json.dumps(best))
+        "split": "val (513 sessions); the test split is not read to choose",
+        "chosen": chosen["variant"],
+        "rule": f"among the variants within {NOISE} of the highest validation macro-F1 (int8), "
+                "the simplest (fewest towers, then fewest epochs, then fewest parameters): "
+                f"differences under {NOISE} are within validation noise",
+        "rows": rows,
+        "test_reads": TEST_READS}
+    if only:   # a new round: its validation leader's test figure, read once, is recorded
+        lead = max(rows, key=lambda r: r["val_macro_f1_int8"])
+        card = json.loads((REPO / "runs" / "exp" / lead["variant"] / "card.json").read_text())
+        res["test_reads"] = TEST_READS + [
+            {"variant": lead["variant"], "why": "led this round on validation",
+             "test_macro_f1_int8": round(card["metrics"]["int8"]["test"]["macro_f1"], 4)}]
+    elif out.exists():
+        res["test_reads"] = json.loads(out.read_text()).get("test_reads", TEST_READS)
+    write_json(out, res)
+    print(json.dumps(chosen))
     return 0
+
+
+#: validation macro-F1 differences below this are noise (513 sessions; seeds move a
+#: variant by about this much)
+NOISE = 0.015
+
+#: test figures of variants seen before or during selection (disclosed, not used to choose)
+TEST_READS = [
+    {"variant": "base120", "why": "printed by the families run before the options were chosen",
+     "test_macro_f1_int8": 0.851},
+    {"variant": "oof120", "why": "printed by its own training run before the first choice "
+     "was final", "test_macro_f1_int8": 0.8635},
+]
+
+
+def _simplicity(r: dict, opts: dict) -> tuple:
+    o = opts.get(r["variant"], {})
+    return (o.get("towers", 1), r["epochs"], r["params"])
+
+
+def choose(rows: list[dict]) -> dict:
+    """The simplest variant within NOISE of the best validation macro-F1 (int8)."""
+    best = max(r["val_macro_f1_int8"] for r in rows)
+    opts = {name: o for name, _, o, _ in VARIANTS}
+    near = [r for r in rows if r["val_macro_f1_int8"] >= best - NOISE]
+    return min(near, key=lambda r: _simplicity(r, opts))
 
 
 if __name__ == "__main__":
