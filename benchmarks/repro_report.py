@@ -186,7 +186,7 @@ def summary(rs: dict) -> str:
         lab = next(iter(t4.values()))[0]["labelled_per_class"] if t4 else "?"
         L.append(f"| ByteSGAN IV | ByteSGAN accuracy as unlabelled data grows | 98.21 → 99.18 (1000 labelled) | {d('paper')} "
                  f"({lab} labelled/class) | {d('honest')} | {name} |")
-    for name in ("tinycnn",):
+    for name in ("tinycnn", "tinycnn-larger"):
         r = rs.get(name)
         if not r:
             continue
@@ -197,8 +197,10 @@ def summary(rs: dict) -> str:
                                            f" ({x[p]['hardware']['params'] / 1e3:.1f}k params)")
         L.append(f"| Tiny-CNN 1 | accuracy / F1, 12 classes | 97.06 / 97.11 (88k params); Wang 1D-CNN 86.6 | "
                  f"{t('paper')} | {t('honest')} | {name} |")
-    r = rs.get("deepnfv")
-    if r:
+    for name in ("deepnfv", "deepnfv-larger"):
+        r = rs.get(name)
+        if not r:
+            continue
         x = r["runs"]
 
         def n(p):
@@ -208,7 +210,7 @@ def summary(rs: dict) -> str:
             return (f"{a['macro_precision']:.2f}/{a['macro_recall']:.2f} vs "
                     f"{b['macro_precision']:.2f}/{b['macro_recall']:.2f}")
         L.append(f"| DeepNFV I | mean precision/recall, CNN vs CART | 0.95/0.95 vs 0.87/0.82 | {n('paper')} | "
-                 f"{n('honest')} | deepnfv |")
+                 f"{n('honest')} | {name} |")
     return "\n".join(L)
 
 
@@ -297,7 +299,8 @@ def bytesgan_findings(r: dict) -> str:
     pa, ho = data["paper"]["audit"], data["honest"]["audit"]
     if "macro_f1" in pa["probe"] and "macro_f1" in ho["probe"]:
         L.append(f"- Shortcut probe (whole headers): macro-F1 {pa['probe']['macro_f1']:.2f} on the paper protocol "
-                 f"({pa['sessions_in_several_splits']} sessions with packets in more than one split), "
+                 f"({pa['sessions_in_several_splits']} of {sum(data['paper']['sessions_per_class'].values())} "
+                 f"sessions with packets in more than one split), "
                  f"{ho['probe']['macro_f1']:.2f} honest (majority class {ho['probe']['majority_accuracy']:.2f}).")
     return "\n".join(L)
 
@@ -335,23 +338,57 @@ def deepnfv_findings(r: dict) -> str:
         who = "CART is ahead of the DeepNFV CNN" if b > a else "the DeepNFV CNN is ahead of CART"
         L.append(f"- {prot} protocol: {who} per packet ({pct(b)} % vs {pct(a)} %); the CNN ran "
                  f"{x['deepnfv_epochs_run']} of at most {r['sizes']['epochs']} epochs"
-                 + (" (early stopping never triggered)." if x["deepnfv_epochs_run"] >= r["sizes"]["epochs"]
-                    else " (stopped early on validation loss)."))
+                 + (" (early stopping never triggered)" if x["deepnfv_epochs_run"] >= r["sizes"]["epochs"]
+                    else " (stopped early on validation loss)")
+                 + ("" if prot == "paper" else
+                    f"; per session (mean of packet probabilities) CART {pct(x['cart']['per_session']['accuracy'])} %, "
+                    f"CNN {pct(x['deepnfv']['per_session']['accuracy'])} %") + ".")
     if {"paper", "honest"} <= set(runs):
         d = {m: runs["paper"][m]["per_row"]["accuracy"] - runs["honest"][m]["per_row"]["accuracy"]
              for m in ("cart", "deepnfv")}
         L.append(f"- From the paper protocol to the honest one CART loses {pct(d['cart'])} points and the CNN "
                  f"{pct(d['deepnfv'])}; shortcut probe {runs['paper']['audit']['probe'].get('macro_f1', 0):.2f} → "
                  f"{runs['honest']['audit']['probe'].get('macro_f1', 0):.2f} macro-F1, "
-                 f"{runs['paper']['audit']['sessions_in_several_splits']} sessions straddling the paper's packet split.")
+                 f"{runs['paper']['audit']['sessions_in_several_splits']} of "
+                 f"{sum(runs['paper']['sessions_per_class'].values())} sessions straddling the paper's packet split.")
     return "\n".join(L)
 
 
+def compare(rs: dict, base: str, other: str) -> str:
+    """How the same script's two runs (``base`` and ``other``, e.g. tinycnn and tinycnn-larger)
+    differ on each protocol's headline figures."""
+    def figures(name):
+        out = {}
+        for prot, x in rs[name]["runs"].items():
+            if "test" in x:     # tinycnn
+                out[prot] = {"test accuracy": x["test"]["accuracy"], "test macro-F1": x["test"]["macro_f1"]}
+            else:               # deepnfv
+                out[prot] = {"CNN accuracy": x["deepnfv"]["per_row"]["accuracy"],
+                             "CART accuracy": x["cart"]["per_row"]["accuracy"]}
+        return out
+    a, b = figures(base), figures(other)
+    L = []
+    for prot in a:
+        if prot not in b:
+            continue
+        parts = [f"{k} {pct(a[prot][k])} % → {pct(b[prot][k])} % "
+                 f"({'up' if b[prot][k] > a[prot][k] else 'down' if b[prot][k] < a[prot][k] else 'same'})"
+                 for k in a[prot]]
+        L.append(f"- {prot} protocol, {base} → {other}: " + "; ".join(parts) + ".")
+    return "\n".join(L)
+
+
+#: the runs on the page: docs/results/repro/<name>.json; "<script>-<variant>" is a run of the
+#: same script at another size (its own --out folder runs/repro/<name>)
+RUNS = ("bytesgan", "tinycnn", "tinycnn-larger", "deepnfv", "deepnfv-larger")
+_FNS = {"bytesgan": (bytesgan, bytesgan_findings), "tinycnn": (tinycnn, tinycnn_findings),
+        "deepnfv": (deepnfv, deepnfv_findings)}
 #: block name -> (JSON under docs/results/repro, renderer)
-RENDERERS = {"bytesgan": ("bytesgan", bytesgan), "bytesgan-findings": ("bytesgan", bytesgan_findings),
-             "tinycnn": ("tinycnn", tinycnn), "tinycnn-findings": ("tinycnn", tinycnn_findings),
-             "deepnfv": ("deepnfv", deepnfv), "deepnfv-findings": ("deepnfv", deepnfv_findings)}
-RUNS = ("bytesgan", "tinycnn", "deepnfv")
+RENDERERS = {}
+for _run in RUNS:
+    _table, _findings = _FNS[_run.split("-")[0]]
+    RENDERERS[_run] = (_run, _table)
+    RENDERERS[f"{_run}-findings"] = (_run, _findings)
 
 
 def compact(obj):
@@ -374,8 +411,10 @@ def collect(runs: Path, results: Path = RESULTS, img: Path = IMG) -> list[str]:
         if not f.is_file():
             continue
         r = json.loads(f.read_text())
+        prefix = name.split("-", 1)[1] + "_" if "-" in name else ""   # tinycnn-larger: larger_*.png
         for p in r["plots"]:
-            shutil.copy2(f.parent / p, img / p)
+            shutil.copy2(f.parent / p, img / (prefix + p))
+        r["plots"] = [prefix + p for p in r["plots"]]
         (results / f"{name}.json").write_text(json.dumps(compact(r), indent=1) + "\n")
         done.append(name)
     return done
@@ -389,6 +428,9 @@ def render_block(name: str, rs: dict[str, dict]) -> str | None:
     """The text of block ``name`` (ending in a newline), or None when its JSON is missing."""
     if name == "summary":
         return summary(rs) + "\n" if rs else None
+    if name.endswith("-compare"):       # tinycnn-compare: tinycnn vs tinycnn-larger
+        base = name.removesuffix("-compare")
+        return compare(rs, base, f"{base}-larger") + "\n" if {base, f"{base}-larger"} <= set(rs) else None
     if name not in RENDERERS or RENDERERS[name][0] not in rs:
         return None
     src, fn = RENDERERS[name]
