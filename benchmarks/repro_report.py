@@ -21,8 +21,7 @@ DOC = REPO / "docs" / "reproduction.md"
 IMG = REPO / "docs" / "img" / "repro"
 BLOCK = re.compile(r"(<!-- begin:(?P<name>[\w-]+) -->\n)(?P<body>.*?)(<!-- end:(?P=name) -->)", re.S)
 #: keys dropped when a run's results.json is committed: nothing a table or finding reads
-#: (confusion matrices; per-epoch losses and search candidates only feed the plots, which are copied)
-BULKY = ("confusion", "losses")
+BULKY = ("confusion",)
 
 
 def pct(v, nd=1):
@@ -296,6 +295,13 @@ def bytesgan_findings(r: dict) -> str:
         L.append(f"- Table V, {prot} protocol: ByteSGAN is ahead of the CNN at "
                  + (", ".join(map(str, ahead)) if ahead else "none") + " of "
                  + ", ".join(str(x["labelled_per_class"]) for x in rows) + " labelled packets per class.")
+    runs = [h for h in r.get("losses", {}).values() if len(h.get("d_sup_loss", [])) > 1]
+    if runs:
+        falling = sum(h["d_sup_loss"][-1] < h["d_sup_loss"][-2] for h in runs)
+        best_last = sum(min(h["val_loss"]) == h["val_loss"][-1] for h in runs if h.get("val_loss"))
+        L.append(f"- Training length: the discriminator's supervised training loss was still falling at the last "
+                 f"epoch in {falling} of the {len(runs)} Table V GAN runs; their validation loss was lowest at the "
+                 f"last epoch in {best_last} of them.")
     pa, ho = data["paper"]["audit"], data["honest"]["audit"]
     if "macro_f1" in pa["probe"] and "macro_f1" in ho["probe"]:
         L.append(f"- Shortcut probe (whole headers): macro-F1 {pa['probe']['macro_f1']:.2f} on the paper protocol "

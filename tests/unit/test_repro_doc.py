@@ -65,5 +65,12 @@ def test_collect_compacts_a_run(tmp_path):
             "accuracy": 0.5, "confusion": [[1, 0], [0, 1]]}}}}, "losses": {"d": [1.0]}}))
     assert repro_report.collect(tmp_path / "runs", tmp_path / "res", tmp_path / "img") == ["deepnfv"]
     out = json.loads((tmp_path / "res" / "deepnfv.json").read_text())
-    assert out == {"plots": ["deepnfv_per_class.png"], "runs": {"honest": {"cart": {"per_row": {"accuracy": 0.5}}}}}
+    assert out == {"plots": ["deepnfv_per_class.png"], "runs": {"honest": {"cart": {"per_row": {"accuracy": 0.5}}}},
+                   "losses": {"d": [1.0]}}
     assert (tmp_path / "img" / "deepnfv_per_class.png").read_bytes() == b"png"
+    # a run of the same script at another size keeps its plots apart
+    (tmp_path / "runs" / "deepnfv").rename(tmp_path / "runs" / "deepnfv-larger")
+    assert repro_report.collect(tmp_path / "runs", tmp_path / "res", tmp_path / "img") == ["deepnfv-larger"]
+    out = json.loads((tmp_path / "res" / "deepnfv-larger.json").read_text())
+    assert out["plots"] == ["larger_deepnfv_per_class.png"]
+    assert (tmp_path / "img" / "larger_deepnfv_per_class.png").is_file()
