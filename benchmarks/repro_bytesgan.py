@@ -87,7 +87,7 @@ def preprocess(protocol: str):
     if protocol == "paper":
         mask = MaskOptions(zero_addresses=False, zero_ip_id=False, zero_ttl=False,
                            zero_checksums=False, zero_seq_ack=False, zero_flow_label=False,
-                           pad_udp=False)
+                           zero_tcp_option_counters=False, pad_udp=False)
         return Preprocess(repr="packet1480", mask=mask)
     return Preprocess(repr="packet1480")
 

@@ -64,7 +64,7 @@ def preprocess(protocol: str):
     if protocol == "paper":
         return Preprocess(repr="image900", mask=MaskOptions(
             zero_addresses=False, zero_ip_id=False, zero_ttl=False, zero_checksums=False,
-            zero_seq_ack=False, zero_flow_label=False, pad_udp=True))
+            zero_seq_ack=False, zero_flow_label=False, zero_tcp_option_counters=False, pad_udp=True))
     return Preprocess(repr="image900")
 
 

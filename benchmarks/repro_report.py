@@ -1,17 +1,27 @@
-"""Render the reproduction tables (markdown) from the experiments' results.json files and copy
-their plots to docs/img/repro/ - so the numbers in docs/reproduction.md are never typed by hand.
+"""Render the reproduction tables of docs/reproduction.md from the committed JSON in
+docs/results/repro/<name>.json, so the numbers on that page are never typed by hand and can be
+checked (``check_file``; tests/unit/test_repro_doc.py fails on a table that disagrees with its JSON).
 
-    .venv/bin/python benchmarks/repro_report.py [--runs runs/repro] [--img docs/img/repro] \
-        [--out runs/repro/tables.md]
+    # after a run of benchmarks/repro_<name>.py: copy its results.json (compacted) and plots in
+    .venv/bin/python benchmarks/repro_report.py --collect runs/repro
+    # re-render the <!-- begin:NAME --> ... <!-- end:NAME --> blocks of docs/reproduction.md
+    .venv/bin/python benchmarks/repro_report.py
 """
 from __future__ import annotations
 
 import argparse
 import json
+import re
 import shutil
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+RESULTS = REPO / "docs" / "results" / "repro"
+DOC = REPO / "docs" / "reproduction.md"
+IMG = REPO / "docs" / "img" / "repro"
+BLOCK = re.compile(r"(<!-- begin:(?P<name>[\w-]+) -->\n)(?P<body>.*?)(<!-- end:(?P=name) -->)", re.S)
+#: keys dropped when a run's results.json is committed: nothing a table or finding reads
+BULKY = ("confusion",)
 
 
 def pct(v, nd=1):
@@ -37,7 +47,8 @@ def audit_line(a: dict) -> str:
     p = a["probe"]
     seen = (f"the first {p['header_bytes']} bytes" if "header_bytes" in p
             else "the whole headers, options included")
-    probe = (f"shortcut probe (RandomForest on {seen}) macro-F1 "
+    where = f" on {p['scored_on']}" if "scored_on" in p else ""
+    probe = (f"shortcut probe (RandomForest on {seen}) macro-F1{where} "
              f"**{p['macro_f1']:.2f}**, accuracy {p['accuracy']:.2f} (majority class {p['majority_accuracy']:.2f})"
              if "macro_f1" in p else f"shortcut probe: {p.get('skipped')}")
     return (f"sessions in more than one split: {a['sessions_in_several_splits']}; identical vectors "
@@ -114,10 +125,10 @@ def tinycnn(r: dict) -> str:
                  f"{f2(p['recall'])} | {f2(p['f1'])} | {p['params_m']:.3f} | {p['max_tensor']:,} | "
                  f"{p['flops_m']:.3f} | {p['flash_mb']:.3f} | {p['ram_kb']:.3f} | – |")
     names = {"paper": "Wang's 12-class SessionL7 split (paper protocol)",
-             "honest": "iscx-apps 12 classes, session-disjoint, masked, chatter filtered (honest)"}
+             "honest": "iscx-apps {} classes, session-disjoint, masked, chatter filtered (honest)"}
     for prot, x in r["runs"].items():
         h = x["hardware"]
-        tests = [("test", names.get(prot, prot))]
+        tests = [("test", names.get(prot, prot).format(len(x.get("classes", ()))))]
         if prot == "paper" and "test_without_train_duplicates" in x:
             tests.append(("test_without_train_duplicates",
                           f"same, t10k minus its {x['test_rows_identical_to_a_train_row']} vectors identical to train"))
@@ -152,7 +163,7 @@ def summary(rs: dict) -> str:
     """One line per published table: the paper's headline figure, ours on its protocol, ours honest."""
     L = ["| table | metric | paper | ours, paper protocol | ours, honest protocol | run |",
          "|---|---|---:|---:|---:|---|"]
-    for name in ("bytesgan", "bytesgan-longer"):
+    for name in ("bytesgan",):
         r = rs.get(name)
         if not r:
             continue
@@ -185,8 +196,10 @@ def summary(rs: dict) -> str:
                                            f" ({x[p]['hardware']['params'] / 1e3:.1f}k params)")
         L.append(f"| Tiny-CNN 1 | accuracy / F1, 12 classes | 97.06 / 97.11 (88k params); Wang 1D-CNN 86.6 | "
                  f"{t('paper')} | {t('honest')} | {name} |")
-    r = rs.get("deepnfv")
-    if r:
+    for name in ("deepnfv", "deepnfv-larger"):
+        r = rs.get(name)
+        if not r:
+            continue
         x = r["runs"]
 
         def n(p):
@@ -196,7 +209,7 @@ def summary(rs: dict) -> str:
             return (f"{a['macro_precision']:.2f}/{a['macro_recall']:.2f} vs "
                     f"{b['macro_precision']:.2f}/{b['macro_recall']:.2f}")
         L.append(f"| DeepNFV I | mean precision/recall, CNN vs CART | 0.95/0.95 vs 0.87/0.82 | {n('paper')} | "
-                 f"{n('honest')} | deepnfv |")
+                 f"{n('honest')} | {name} |")
     return "\n".join(L)
 
 
@@ -263,50 +276,215 @@ def deepnfv(r: dict) -> str:
     return "\n".join(L)
 
 
-def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--runs", default=str(REPO / "runs" / "repro"))
-    ap.add_argument("--img", default=str(REPO / "docs" / "img" / "repro"))
-    ap.add_argument("--out", default=None)
-    ap.add_argument("--doc", default=None, help="also fill the <!-- begin:NAME --> ... <!-- end:NAME --> "
-                    "blocks of this markdown file (e.g. docs/reproduction.md)")
-    args = ap.parse_args(argv)
-    runs, img = Path(args.runs), Path(args.img)
+def bytesgan_findings(r: dict) -> str:
+    """The sentences of the ByteSGAN discussion that quote figures, from the JSON."""
+    t5, t4, data = r["table5"], r["table4"], r["data"]
+    accs = [x[m]["per_row"]["accuracy"] for rows in t5.values() for x in rows for m in ("bytesgan", "cnn")]
+    L = [f"- Over every Table V cell (both protocols, {', '.join(str(x['labelled_per_class']) for x in next(iter(t5.values())))} "
+         f"labelled packets per class) the per-packet accuracies lie between {pct(min(accs))} % and "
+         f"{pct(max(accs))} % ({len(next(iter(data.values()))['classes'])} classes, chance "
+         f"{pct(1 / len(next(iter(data.values()))['classes']))} %)."]
+    for prot, rows in t4.items():
+        a, b = rows[0]["bytesgan"]["per_row"]["accuracy"], rows[-1]["bytesgan"]["per_row"]["accuracy"]
+        L.append(f"- Table IV, {prot} protocol: with {rows[-1]['unlabelled_rows']} unlabelled packets instead of "
+                 f"{rows[0]['unlabelled_rows']}, ByteSGAN's accuracy went from {pct(a)} % to {pct(b)} % "
+                 f"({'up' if b > a else 'down' if b < a else 'unchanged'}, {pct(abs(b - a))} points).")
+    for prot, rows in t5.items():
+        ahead = [x["labelled_per_class"] for x in rows
+                 if x["bytesgan"]["per_row"]["accuracy"] > x["cnn"]["per_row"]["accuracy"]]
+        L.append(f"- Table V, {prot} protocol: ByteSGAN is ahead of the CNN at "
+                 + (", ".join(map(str, ahead)) if ahead else "none") + " of "
+                 + ", ".join(str(x["labelled_per_class"]) for x in rows) + " labelled packets per class.")
+    runs = [h for h in r.get("losses", {}).values() if len(h.get("d_sup_loss", [])) > 1]
+    if runs:
+        falling = sum(h["d_sup_loss"][-1] < h["d_sup_loss"][-2] for h in runs)
+        best_last = sum(min(h["val_loss"]) == h["val_loss"][-1] for h in runs if h.get("val_loss"))
+        L.append(f"- Training length: the discriminator's supervised training loss was still falling at the last "
+                 f"epoch in {falling} of the {len(runs)} Table V GAN runs; their validation loss was lowest at the "
+                 f"last epoch in {best_last} of them.")
+    pa, ho = (data[p]["audit"] if p in data else {"probe": {}} for p in ("paper", "honest"))
+    if "macro_f1" in pa["probe"] and "macro_f1" in ho["probe"]:
+        L.append(f"- Shortcut probe (whole headers): macro-F1 {pa['probe']['macro_f1']:.2f} on the paper protocol "
+                 f"({pa['sessions_in_several_splits']} of {sum(data['paper']['sessions_per_class'].values())} "
+                 f"sessions with packets in more than one split), "
+                 f"{ho['probe']['macro_f1']:.2f} honest (majority class {ho['probe']['majority_accuracy']:.2f}).")
+    return "\n".join(L)
+
+
+def tinycnn_findings(r: dict) -> str:
+    x = r["runs"]
+    L = []
+    if "paper" in x and "test_without_train_duplicates" in x["paper"]:
+        p = x["paper"]
+        L.append(f"- Wang's split: {p['test_rows_identical_to_a_train_row']} of {p['test']['n']} test vectors are "
+                 f"identical to a training vector; without them the accuracy is {pct(p['test_without_train_duplicates']['accuracy'], 2)} % "
+                 f"instead of {pct(p['test']['accuracy'], 2)} %.")
+    for prot, run in x.items():
+        heads = {}
+        for c in run["candidates"]:
+            heads.setdefault(c["genome"].get("head"), []).append(c.get("val_macro_f1"))
+        parts = [f"{h} head " + (f"{min(v):.2f}" if min(v) == max(v) else f"{min(v):.2f}–{max(v):.2f}")
+                 + f" ({len(v)} candidate{'s' if len(v) > 1 else ''})" for h, v in sorted(heads.items())
+                 if all(a is not None for a in v)]
+        if parts:
+            L.append(f"- {prot} search, holdout macro-F1 of the candidates by head: " + "; ".join(parts)
+                     + f"; chosen: {run['genome'].get('head')} head.")
+    h = x.get("honest")
+    if h and "macro_f1" in h["audit"]["probe"]:
+        L.append(f"- The honest set's shortcut probe (whole headers of the masked packets) reaches macro-F1 "
+                 f"{h['audit']['probe']['macro_f1']:.2f} (majority class {h['audit']['probe']['majority_accuracy']:.2f}).")
+    return "\n".join(L)
+
+
+def deepnfv_findings(r: dict) -> str:
+    runs = r["runs"]
+    L = []
+    for prot, x in runs.items():
+        a, b = x["deepnfv"]["per_row"]["accuracy"], x["cart"]["per_row"]["accuracy"]
+        who = "CART is ahead of the DeepNFV CNN" if b > a else "the DeepNFV CNN is ahead of CART"
+        L.append(f"- {prot} protocol: {who} per packet ({pct(b)} % vs {pct(a)} %); the CNN ran "
+                 f"{x['deepnfv_epochs_run']} of at most {r['sizes']['epochs']} epochs"
+                 + (" (early stopping never triggered)" if x["deepnfv_epochs_run"] >= r["sizes"]["epochs"]
+                    else " (stopped early on validation loss)")
+                 + ("" if prot == "paper" else
+                    f"; per session (mean of packet probabilities) CART {pct(x['cart']['per_session']['accuracy'])} %, "
+                    f"CNN {pct(x['deepnfv']['per_session']['accuracy'])} %") + ".")
+    if {"paper", "honest"} <= set(runs):
+        d = {m: runs["paper"][m]["per_row"]["accuracy"] - runs["honest"][m]["per_row"]["accuracy"]
+             for m in ("cart", "deepnfv")}
+        L.append(f"- From the paper protocol to the honest one CART loses {pct(d['cart'])} points and the CNN "
+                 f"{pct(d['deepnfv'])}; shortcut probe {runs['paper']['audit']['probe'].get('macro_f1', 0):.2f} → "
+                 f"{runs['honest']['audit']['probe'].get('macro_f1', 0):.2f} macro-F1, "
+                 f"{runs['paper']['audit']['sessions_in_several_splits']} of "
+                 f"{sum(runs['paper']['sessions_per_class'].values())} sessions straddling the paper's packet split.")
+    return "\n".join(L)
+
+
+def compare(rs: dict, base: str, other: str) -> str:
+    """How the same script's two runs (``base`` and ``other``, e.g. tinycnn and tinycnn-larger)
+    differ on each protocol's headline figures."""
+    def figures(name):
+        out = {}
+        for prot, x in rs[name]["runs"].items():
+            if "test" in x:     # tinycnn
+                out[prot] = {"test accuracy": x["test"]["accuracy"], "test macro-F1": x["test"]["macro_f1"]}
+            else:               # deepnfv
+                out[prot] = {"CNN accuracy": x["deepnfv"]["per_row"]["accuracy"],
+                             "CART accuracy": x["cart"]["per_row"]["accuracy"]}
+        return out
+    a, b = figures(base), figures(other)
+    L = []
+    for prot in a:
+        if prot not in b:
+            continue
+        parts = [f"{k} {pct(a[prot][k])} % → {pct(b[prot][k])} % "
+                 f"({'up' if b[prot][k] > a[prot][k] else 'down' if b[prot][k] < a[prot][k] else 'same'})"
+                 for k in a[prot]]
+        L.append(f"- {prot} protocol, {base} → {other}: " + "; ".join(parts) + ".")
+    return "\n".join(L)
+
+
+#: the runs on the page: docs/results/repro/<name>.json; "<script>-<variant>" is a run of the
+#: same script at another size (its own --out folder runs/repro/<name>)
+RUNS = ("bytesgan", "tinycnn", "tinycnn-larger", "deepnfv", "deepnfv-larger")
+_FNS = {"bytesgan": (bytesgan, bytesgan_findings), "tinycnn": (tinycnn, tinycnn_findings),
+        "deepnfv": (deepnfv, deepnfv_findings)}
+#: block name -> (JSON under docs/results/repro, renderer)
+RENDERERS = {}
+for _run in RUNS:
+    _table, _findings = _FNS[_run.split("-")[0]]
+    RENDERERS[_run] = (_run, _table)
+    RENDERERS[f"{_run}-findings"] = (_run, _findings)
+
+
+def compact(obj):
+    """``obj`` without the BULKY keys, at any depth."""
+    if isinstance(obj, dict):
+        return {k: compact(v) for k, v in obj.items() if k not in BULKY}
+    if isinstance(obj, list):
+        return [compact(v) for v in obj]
+    return obj
+
+
+def collect(runs: Path, results: Path = RESULTS, img: Path = IMG) -> list[str]:
+    """Copy each run's ``runs/<name>/results.json`` (compacted) to ``results/<name>.json`` and its
+    plots to ``img``; returns the names copied."""
+    results.mkdir(parents=True, exist_ok=True)
     img.mkdir(parents=True, exist_ok=True)
-    parts = []
-    blocks = {}
-    results = {}
-    # (block in the doc, run folder, renderer, prefix of the copied plots); "-longer" runs are
-    # optional extra runs of the same script with other sizes (see docs/reproduction.md)
-    for name, fn, prefix in (("bytesgan", bytesgan, ""), ("bytesgan-longer", bytesgan, "longer_"),
-                             ("tinycnn", tinycnn, ""), ("tinycnn-larger", tinycnn, "larger_"),
-                             ("deepnfv", deepnfv, "")):
+    done = []
+    for name in RUNS:
         f = runs / name / "results.json"
         if not f.is_file():
-            parts.append(f"## {name}\n\n(no results.json under {f.parent})\n")
             continue
         r = json.loads(f.read_text())
-        results[name] = r
+        prefix = name.split("-", 1)[1] + "_" if "-" in name else ""   # tinycnn-larger: larger_*.png
         for p in r["plots"]:
             shutil.copy2(f.parent / p, img / (prefix + p))
-        blocks[name] = fn(r)
-        parts.append(f"## {name}\n\n" + blocks[name] + "\n")
-    blocks["summary"] = summary(results)
-    parts.insert(0, "## summary\n\n" + blocks["summary"] + "\n")
-    if args.doc:
-        doc = Path(args.doc)
-        text = doc.read_text()
-        for name, body in blocks.items():
-            b, e = f"<!-- begin:{name} -->", f"<!-- end:{name} -->"
-            if b in text and e in text:
-                text = text[:text.index(b) + len(b)] + "\n" + body + "\n" + text[text.index(e):]
-        doc.write_text(text)
-        print(f"filled {', '.join(blocks)} in {doc}")
-    text = "\n".join(parts)
-    out = Path(args.out) if args.out else runs / "tables.md"
-    out.write_text(text)
-    print(f"wrote {out}; plots copied to {img}")
+        r["plots"] = [prefix + p for p in r["plots"]]
+        (results / f"{name}.json").write_text(json.dumps(compact(r), indent=1) + "\n")
+        done.append(name)
+    return done
+
+
+def load(results: Path = RESULTS) -> dict[str, dict]:
+    return {n: json.loads((results / f"{n}.json").read_text()) for n in RUNS if (results / f"{n}.json").is_file()}
+
+
+def render_block(name: str, rs: dict[str, dict]) -> str | None:
+    """The text of block ``name`` (ending in a newline), or None when its JSON is missing."""
+    if name == "summary":
+        return summary(rs) + "\n" if rs else None
+    if name.endswith("-compare"):       # tinycnn-compare: tinycnn vs tinycnn-larger
+        base = name.removesuffix("-compare")
+        return compare(rs, base, f"{base}-larger") + "\n" if {base, f"{base}-larger"} <= set(rs) else None
+    if name not in RENDERERS or RENDERERS[name][0] not in rs:
+        return None
+    src, fn = RENDERERS[name]
+    return fn(rs[src]) + "\n"
+
+
+def check_file(path: Path = DOC, results: Path = RESULTS) -> list[str]:
+    """Names of the blocks in ``path`` whose text differs from their JSON's rendering (or that
+    have no JSON)."""
+    rs = load(results)
+    return [m["name"] for m in BLOCK.finditer(path.read_text()) if m["body"] != render_block(m["name"], rs)]
+
+
+def render_file(path: Path = DOC, results: Path = RESULTS) -> list[str]:
+    """Rewrite the blocks of ``path`` from the JSON; returns the names filled."""
+    rs = load(results)
+    filled = []
+
+    def sub(m):
+        body = render_block(m["name"], rs)
+        if body is None:
+            return m.group(0)
+        filled.append(m["name"])
+        return m.group(1) + body + m.group(4)
+    path.write_text(BLOCK.sub(sub, path.read_text()))
+    return filled
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--collect", metavar="RUNS", help="first copy RUNS/<name>/results.json (compacted) to "
+                    "the results folder and the runs' plots to --img (e.g. runs/repro)")
+    ap.add_argument("--results", default=str(RESULTS), help="the committed JSON (default docs/results/repro)")
+    ap.add_argument("--img", default=str(IMG))
+    ap.add_argument("--doc", default=str(DOC), help="the page whose blocks are filled")
+    ap.add_argument("--check", action="store_true", help="only list the blocks that disagree with their JSON")
+    args = ap.parse_args(argv)
+    results, doc = Path(args.results), Path(args.doc)
+    if args.collect:
+        print(f"collected {', '.join(collect(Path(args.collect), results, Path(args.img))) or 'nothing'} "
+              f"into {results}")
+    if args.check:
+        bad = check_file(doc, results)
+        print(f"{doc}: " + (f"blocks disagreeing with their JSON: {', '.join(bad)}" if bad else "every block matches"))
+        return 1 if bad else 0
+    print(f"filled {', '.join(render_file(doc, results))} in {doc}")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

@@ -88,6 +88,7 @@ def test_bytesgan_quick(data, tmp_path):
     md = repro_report.bytesgan(r)
     assert "#### Table V" in md and "#### Table IV" in md and "92.15" in md
     assert "ByteSGAN V" in repro_report.summary({"bytesgan": r})
+    assert "Table IV, honest protocol" in repro_report.bytesgan_findings(r)
 
 
 def test_tinycnn_quick(data, tmp_path):
@@ -105,6 +106,7 @@ def test_tinycnn_quick(data, tmp_path):
         assert {"accuracy", "macro_precision", "macro_recall", "macro_f1"} <= set(run["test"])
     import repro_report
     assert "ours: HW-NAS best child" in repro_report.tinycnn(r)
+    assert "honest search, holdout macro-F1" in repro_report.tinycnn_findings(r)
 
 
 def test_deepnfv_quick(data, tmp_path):
@@ -122,3 +124,4 @@ def test_deepnfv_quick(data, tmp_path):
     import repro_report
     md = repro_report.deepnfv(r)
     assert "**Average** (macro)" in md and "Samba (not in our data)" in md
+    assert "honest protocol:" in repro_report.deepnfv_findings(r)
