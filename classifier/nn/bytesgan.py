@@ -104,6 +104,11 @@ class ByteSGAN:
         self.d_opt = keras.optimizers.Adam(learning_rate, beta_1=0.5)
         self.g_opt = keras.optimizers.Adam(learning_rate, beta_1=0.5)
         self.seed_gen = tf.random.Generator.from_seed(seed)
+        # Grappler's remapper fuses the discriminator's Conv+BiasAdd with its LeakyReLU and
+        # then fails on the LeakyReluGrad of the tape ("remapper failed: ... fanout
+        # LeakyReluGrad exist for missing node BiasAdd", logged at ERROR on every trace);
+        # the graph runs unfused either way, so the pass is switched off instead of failing.
+        tf.config.optimizer.set_experimental_options({"remapping": False})
         self._d_step = tf.function(self._d_step_impl)
         self._g_step = tf.function(self._g_step_impl)
 

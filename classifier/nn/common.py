@@ -49,6 +49,14 @@ with quiet_fds():
     import keras  # noqa: E402
     import tensorflow as tf  # noqa: E402
 
+if not os.environ.get("EGW_VERBOSE"):
+    # Each new model (a NAS child, a family in a benchmark) traces its own predict function;
+    # TensorFlow counts those traces across models and warns "N out of the last M calls ...
+    # triggered tf.function retracing" although nothing is retraced needlessly. Its Python
+    # logger is the source of those lines: warnings off, errors still shown.
+    import logging as _logging
+    tf.get_logger().setLevel(_logging.ERROR)
+
 
 def set_seed(seed: int, deterministic: bool = True) -> None:
     """Seed Python, NumPy, TensorFlow and Keras; optionally ask TF for deterministic ops."""

@@ -63,11 +63,21 @@ def evaluate(model, X, Y, batch_size: int = 512) -> dict[str, float]:
 
 
 def predict(model, X, batch_size: int = 512) -> np.ndarray:
-    """``model`` outputs on X, batch by batch, without tf.data."""
+    """``model`` outputs on X, batch by batch, without tf.data. Every batch has the same
+    shape (the last one padded with zeros, its padding cut from the output): Keras traces
+    its predict function once per input shape, so a model is traced once, not once per
+    size of what it is asked about (validation, test, a NAS child's holdout)."""
     if not len(X):
         return np.zeros((0, int(model.output_shape[-1])), np.float32)
-    return np.concatenate([np.asarray(model.predict_on_batch(X[i:i + batch_size]))
-                           for i in range(0, len(X), batch_size)])
+    out = []
+    for i in range(0, len(X), batch_size):
+        chunk = X[i:i + batch_size]
+        n = len(chunk)
+        if n < batch_size:
+            chunk = np.concatenate([chunk, np.zeros((batch_size - n, *chunk.shape[1:]),
+                                                    chunk.dtype)])
+        out.append(np.asarray(model.predict_on_batch(chunk))[:n])
+    return np.concatenate(out)
 
 
 def out_of_budget(t_start: float, max_seconds: float | None, epoch: int, epochs: int) -> bool:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -196,3 +197,34 @@ def test_out_of_fold_teacher_has_a_column_per_label_and_rows_from_other_folds():
     assert p.shape == (n, 4) and np.allclose(p.sum(1), 1, atol=1e-5)
     assert np.all(p[:, 3] == 0)
     assert (p.argmax(1) == y).mean() < 0.7           # not memorised: chance is 1/3
+
+
+def test_training_output_is_clean_of_tensorflow_graph_errors_and_retracing(tmp_path):
+    """ByteSGAN training and repeated predictions of several sizes, in a fresh process (C++
+    logs go to file descriptor 2): none of TensorFlow's grappler errors ("remapper failed"
+    on the discriminator's LeakyReluGrad) or retracing warnings reach the terminal."""
+    import subprocess
+    import sys
+
+    script = """
+import numpy as np
+from classifier.nn.bytesgan import ByteSGAN
+from classifier.nn import loop
+rng = np.random.default_rng(0)
+X = rng.random((96, 1480), dtype=np.float32); y = rng.integers(0, 3, 96)
+gan = ByteSGAN((1480,), 3)
+gan.fit(X[:48], y[:48], X[48:], epochs=2, batch_size=16, X_val=X[:20], y_val=y[:20],
+        progress=False, steps_per_epoch=3, log=lambda *a: None)
+for n in (5, 7, 11, 13, 17, 19, 23):
+    loop.predict(gan.classifier, X[:n], batch_size=32)
+from classifier.nn.common import keras
+for n in range(8):      # several models, each traced once (as NAS children are)
+    m = keras.Sequential([keras.Input((16,)), keras.layers.Dense(3, activation="softmax")])
+    loop.predict(m, X[:10 + n, :16], batch_size=8)
+print("done")
+"""
+    r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                       timeout=300, cwd=str(Path(__file__).resolve().parents[2]))
+    assert r.returncode == 0 and "done" in r.stdout, r.stderr[-3000:]
+    assert "remapper failed" not in r.stderr, r.stderr[-3000:]
+    assert "retracing" not in r.stderr, r.stderr[-3000:]
