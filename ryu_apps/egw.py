@@ -180,7 +180,12 @@ class EdgeGateway(app_manager.RyuApp):
         self.gw.sighup = True
 
     def _on_sigterm(self, *_):
-        # ryu-manager has no SIGTERM handling: remove what we set up, then exit.
+        # ryu-manager has no SIGTERM handling. The signal may land inside eventlet's hub,
+        # where a blocking call (tc's subprocess) raises: shut down in a green thread.
+        hub.spawn(self._shutdown)
+
+    def _shutdown(self):
+        """Remove what we set up, then exit."""
         self.gw.htb.teardown()
         self.gw.audit.close()       # every line is already flushed; this only closes it
         logging.shutdown()

@@ -203,8 +203,15 @@ def _do_replay(net, cfg: ScenarioConfig, plan) -> list:
 
 
 def classification_table(sessions, gw_sessions: list[dict]) -> dict:
-    """Match replayed sessions to the gateway's decisions by (device IP, client port)."""
-    by_port = {(g["client"], int(g["client_port"])): g for g in gw_sessions}
+    """Match replayed sessions to the gateway's decisions by (device IP, the device's
+    port). The gateway names the sender of a session's first packet its client: in a
+    session whose server spoke first (IMAP's greeting, SSH's banner) that is the server,
+    so either end of a gateway session may be the device's."""
+    by_port = {}
+    for g in gw_sessions:
+        by_port[(g["server"], int(g["server_port"]))] = g
+    for g in gw_sessions:
+        by_port[(g["client"], int(g["client_port"]))] = g
     rows = []
     for s in sessions:
         dev = sh.device(s.device)

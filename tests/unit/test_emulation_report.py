@@ -153,3 +153,20 @@ def test_docs_renderers_take_the_new_keys(results):
     assert "not met" in idle and "`ovs-vswitchd` 55" in idle
     dec = models_doc.smart_home_decision(res)
     assert "| **all** | 3 | 1 |" in dec and "| voip | 1 | 0 | 3,000 / 3,000 / 3,000 | 9 / 9 |" in dec
+
+
+def test_replayed_session_whose_server_spoke_first_is_matched():
+    """A replayed IMAP or SSH session starts with the server's greeting: the gateway calls
+    the server its client. The match still finds it by the device's address and port."""
+    from topologies import smart_home as sh
+    from topologies.replay import ReplaySession
+
+    dev = sh.device("laptop")
+    s = ReplaySession(sid=1, label="email", device="laptop", server="10.0.0.200", proto=6,
+                      client_port=20012, server_port=993, frames=[], source="email#0")
+    gw = [{"client": "10.0.0.200", "client_port": 993, "server": dev.ip, "server_port": 20012,
+           "class": "email", "confidence": 0.9, "classified_at": 2.0, "first_seen": 1.0},
+          {"client": dev.ip, "client_port": 20013, "server": "10.0.0.200", "server_port": 993,
+           "class": "voip", "confidence": 0.6, "classified_at": 2.0, "first_seen": 1.0}]
+    t = scenario.classification_table([s], gw)
+    assert [r["predicted"] for r in t["rows"]] == ["email"] and t["correct"] == 1
