@@ -209,7 +209,8 @@ def classification_table(sessions, gw_sessions: list[dict]) -> dict:
     so either end of a gateway session may be the device's."""
     by_port = {}
     for g in gw_sessions:
-        by_port[(g["server"], int(g["server_port"]))] = g
+        if g.get("server") is not None and g.get("server_port") is not None:
+            by_port[(g["server"], int(g["server_port"]))] = g
     for g in gw_sessions:
         by_port[(g["client"], int(g["client_port"]))] = g
     rows = []
