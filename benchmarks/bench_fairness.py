@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import random
-import re
 import select
 import sys
 import tempfile
@@ -32,8 +31,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from benchmarks.bench_flood import (_csum, _get, _ip, _mac, flood_frames,  # noqa: E402
-                                    flood_home, metric, send_flood)
+from benchmarks.bench_flood import (Flood, _csum, _get, _ip, _mac,  # noqa: E402
+                                    controller_meter_drops, flood_home, metric,
+                                    packet_in_deltas)
 from topologies.netns import packet_socket  # noqa: E402
 
 VOIP = b"VOIP" + bytes(28)                       # the demo bundle's voip payload
@@ -146,16 +146,7 @@ def run_fairness(ovs, sw: str, *, quota: bool = True, rate: float = 3000,
         res["p2p_before"] = {k: s.get(k) for k in ("class", "action")} if s else None
         counter.by_dport.pop(P2P_PORTS[1], None)       # from here on, none may arrive
         m0 = _get(f"{url}/metrics", raw=True)
-        frames = flood_frames(fl.MAC(), wan.MAC(), fl.IP(), wan.IP(), int(rate * seconds),
-                              dport=FLOOD_DPORT)
-        fl_sock = packet_socket(fl.pid, fl.defaultIntf().name)
-        out: dict = {}
-
-        def flood():
-            out["sent"], out["elapsed"] = send_flood(fl_sock, frames, rate, seconds)
-
-        th = threading.Thread(target=flood)
-        th.start()
+        flood = Flood(fl, wan, rate, seconds, dport=FLOOD_DPORT)
         time.sleep(1.0)
         # one second into the flood: rt1 opens a voip session, its p2p session goes on
         n = int(max(1.0, seconds - 1.5) * 50)
@@ -163,8 +154,7 @@ def run_fairness(ovs, sw: str, *, quota: bool = True, rate: float = 3000,
             rt_send(*VOIP_PORTS, VOIP, i)
             rt_send(*P2P_PORTS, P2P, 100 + i)
             time.sleep(0.02)
-        th.join(timeout=seconds + 10)
-        fl_sock.close()
+        flood.join()
         rt_sock.close()
         time.sleep(2.5)                                  # flow stats (1 s) and stragglers
         arrived = counter.stop()
@@ -172,17 +162,12 @@ def run_fairness(ovs, sw: str, *, quota: bool = True, rate: float = 3000,
         stats = list(_get(f"{url}/egw/stats").values())[0]
         voip = _session(url, rt.IP(), VOIP_PORTS[0])
         p2p = _session(url, rt.IP(), P2P_PORTS[0])
-        kinds = ("mirror", "duplicate", "ignored", "shed", "overload")
-        res["packet_ins"] = {k: int(metric(m1, "egw_packet_ins_total", f'kind="{k}"')
-                                    - metric(m0, "egw_packet_ins_total", f'kind="{k}"'))
-                             for k in kinds}
-        res["sent"] = out.get("sent", 0)
-        res["achieved_rate"] = round(out.get("sent", 0) / max(out.get("elapsed", 1), 1e-6))
+        res["packet_ins"] = {k: int(v) for k, v in packet_in_deltas(
+            m0, m1, ("mirror", "duplicate", "ignored", "shed", "overload")).items()}
+        res["sent"], res["achieved_rate"] = flood.sent, flood.achieved_rate
         res["overloaded"] = stats.get("overloaded", [])
         res["overloads"] = int(metric(m1, "egw_overloads_total"))
-        res["meter_stats"] = ovs.ofctl(sw, "meter-stats")
-        m = re.search(r"meter:controller .*?\n\s*0: packet_count:(\d+)", res["meter_stats"])
-        res["controller_meter_dropped"] = int(m.group(1)) if m else None
+        res["meter_stats"], res["controller_meter_dropped"] = controller_meter_drops(ovs, sw)
         res["voip_sent"] = res["p2p_sent_during"] = n
         res["voip"] = None if voip is None else {
             k: voip.get(k) for k in ("class", "reason", "action", "dscp", "mirrored_packets",

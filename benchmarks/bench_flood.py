@@ -98,6 +98,49 @@ def send_flood(sock, frames: list[bytes], rate: float, seconds: float) -> tuple[
     return sent, time.monotonic() - t0
 
 
+class Flood:
+    """``fl``'s flood, started at once: ``rate * seconds`` new sessions to ``wan`` at
+    ``rate``/s from a raw socket in its namespace, sent from a thread of its own."""
+
+    def __init__(self, fl, wan, rate: float, seconds: float, dport: int = 9999):
+        self.rate, self.seconds = rate, seconds
+        self._frames = flood_frames(fl.MAC(), wan.MAC(), fl.IP(), wan.IP(), int(rate * seconds),
+                                    dport=dport)
+        self._sock = packet_socket(fl.pid, fl.defaultIntf().name)
+        self.sent, self.elapsed = 0, None
+        self._th = threading.Thread(target=self._send)
+        self._th.start()
+
+    def _send(self):
+        self.sent, self.elapsed = send_flood(self._sock, self._frames, self.rate, self.seconds)
+
+    def join(self) -> None:
+        self._th.join(timeout=self.seconds + 10)
+        self._sock.close()
+
+    @property
+    def wall(self) -> float:
+        """Seconds the sending took (1 when it did not finish)."""
+        return max(self.elapsed if self.elapsed is not None else 1, 1e-6)
+
+    @property
+    def achieved_rate(self) -> int:
+        return round(self.sent / self.wall)
+
+
+def packet_in_deltas(m0: str, m1: str, kinds) -> dict[str, float]:
+    """``egw_packet_ins_total`` per kind between two /metrics pages."""
+    return {k: metric(m1, "egw_packet_ins_total", f'kind="{k}"')
+            - metric(m0, "egw_packet_ins_total", f'kind="{k}"') for k in kinds}
+
+
+def controller_meter_drops(ovs, sw: str) -> tuple[str, int | None]:
+    """(``ovs-ofctl meter-stats`` text, packets the controller meter's band dropped)."""
+    text = ovs.ofctl(sw, "meter-stats")
+    m = re.search(r"meter:controller .*?\n\s*0: packet_count:(\d+)", text)
+    return text, int(m.group(1)) if m else None
+
+
 def rss_kb(pid: int) -> int:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -190,35 +233,21 @@ def run_flood(ovs, sw: str, *, rate: float = 5000, seconds: float = 5.0,
         url = ryu.rest_url
         m0 = _get(f"{url}/metrics", raw=True)
         res["rss_kb_before"] = rss_kb(ryu.proc.pid)
-        frames = flood_frames(fl.MAC(), wan.MAC(), fl.IP(), wan.IP(), int(rate * seconds))
-        sock = packet_socket(fl.pid, fl.defaultIntf().name)
-        out: dict = {}
-
-        def flood():
-            out["sent"], out["elapsed"] = send_flood(sock, frames, rate, seconds)
-
-        th = threading.Thread(target=flood)
-        th.start()
+        flood = Flood(fl, wan, rate, seconds)
         time.sleep(0.5)
         res["flood"] = probe(rt, wan.IP(), max(1.0, seconds - 1.0))
-        th.join(timeout=seconds + 10)
-        sock.close()
+        flood.join()
         m1 = _get(f"{url}/metrics", raw=True)
         stats = _get(f"{url}/egw/stats")
         st = list(stats.values())[0]
         res["rss_kb_after"] = rss_kb(ryu.proc.pid)
-        res["sent"] = out.get("sent", 0)
-        res["achieved_rate"] = round(out.get("sent", 0) / max(out.get("elapsed", 1), 1e-6))
-        pin = {k: metric(m1, "egw_packet_ins_total", f'kind="{k}"')
-               - metric(m0, "egw_packet_ins_total", f'kind="{k}"')
-               for k in ("mirror", "forward", "duplicate", "ignored", "shed")}
+        res["sent"], res["achieved_rate"] = flood.sent, flood.achieved_rate
+        pin = packet_in_deltas(m0, m1, ("mirror", "forward", "duplicate", "ignored", "shed"))
         res["packet_ins"] = {k: int(v) for k, v in pin.items()}
-        res["packet_ins_per_s"] = round(sum(pin.values()) / max(out.get("elapsed", 1), 1e-6))
+        res["packet_ins_per_s"] = round(sum(pin.values()) / flood.wall)
         res["sessions_active_end"] = st["sessions_active"]
         res["sessions_evicted"] = st["sessions_evicted"]
-        res["meter_stats"] = ovs.ofctl(sw, "meter-stats")
-        m = re.search(r"meter:controller .*?\n\s*0: packet_count:(\d+)", res["meter_stats"])
-        res["controller_meter_dropped"] = int(m.group(1)) if m else None
+        res["meter_stats"], res["controller_meter_dropped"] = controller_meter_drops(ovs, sw)
         res["meters"] = ovs.ofctl(sw, "dump-meters")
         time.sleep(5)
         res["rss_kb_after_5s"] = rss_kb(ryu.proc.pid)

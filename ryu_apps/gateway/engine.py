@@ -272,8 +272,9 @@ class GatewayEngine:
         s = self.table.get(key)
         msgs: list[Message] = []
         if s is None:
-            if self.quotas.enabled and in_port != self.wan_port:
-                over = self._over_quota(in_port, frame, pv, now)
+            macs = frame_macs(frame)
+            if self.quotas.enabled and in_port != self.wan_port and macs is not None:
+                over = self._over_quota(in_port, macs[0], pv, now)
                 if over is not None:
                     return over
             if (self.max_mirroring_per_port > 0
@@ -282,7 +283,7 @@ class GatewayEngine:
                 # switch forwards the packet anyway; the session is not tracked (yet).
                 self.metrics.packet_ins.labels("shed").inc()
                 return []
-            client_mac, server_mac = frame_macs(frame)
+            client_mac, server_mac = macs
             s, evicted = self.table.create(
                 key, flow=FiveTuple.of(pv), client_mac=client_mac, server_mac=server_mac,
                 client_port=in_port, first_ts=now, last_ts=now)
@@ -316,14 +317,11 @@ class GatewayEngine:
             self._make_pending(s)
         return msgs
 
-    def _over_quota(self, in_port: int, frame: bytes, pv, now: float) -> list[Message] | None:
-        """A new session from a LAN device: None when within the device's quota; else
-        the packet is not tracked (counted ``overload``) and, the first time, the device's
-        overload rules are returned (the switch stops copying its packets to us)."""
-        macs = frame_macs(frame)
-        if macs is None:
-            return None
-        key = (in_port, macs[0])
+    def _over_quota(self, in_port: int, mac: str, pv, now: float) -> list[Message] | None:
+        """A new session from the LAN device ``mac``: None when within the device's quota;
+        else the packet is not tracked (counted ``overload``) and, the first time, the
+        device's overload rules are returned (the switch stops copying its packets to us)."""
+        key = (in_port, mac)
         if self.quotas.is_overloaded(key, now):
             self.metrics.packet_ins.labels("overload").inc()
             return []
@@ -333,7 +331,7 @@ class GatewayEngine:
         on_overload = getattr(self.enforce, "on_overload", None)
         if on_overload is not None:
             try:
-                action = on_overload(macs[0], str(ipaddress.ip_address(pv.src)))
+                action = on_overload(mac, str(ipaddress.ip_address(pv.src)))
             except Exception as exc:
                 self.faults.report("policy", exc, "on_overload lookup failed (forward)")
         o = self.quotas.overload(key, action, now)
