@@ -14,6 +14,8 @@ import re
 import sys
 from pathlib import Path
 
+import docblocks
+
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "docs" / "results"
 DOC = REPO / "docs" / "models.md"
@@ -451,22 +453,11 @@ def render_block(name: str) -> str | None:
 
 def check_file(path: Path = DOC) -> list[str]:
     """Names of result blocks in ``path`` whose text differs from their JSON's rendering."""
-    bad = []
-    for m in BLOCK.finditer(path.read_text()):
-        want = render_block(m["name"])
-        if want is None or m["body"] != want:
-            bad.append(m["name"])
-    return bad
+    return docblocks.stale(path, BLOCK, render_block)
 
 
-def render_file(path: Path = DOC) -> None:
-    text = path.read_text()
-
-    def sub(m):
-        body = render_block(m["name"])
-        return m.group(1) + (body if body is not None else m["body"]) + m.group(4)
-
-    path.write_text(BLOCK.sub(sub, text))
+def render_file(path: Path = DOC) -> list[str]:
+    return docblocks.fill(path, BLOCK, render_block)
 
 
 def write_plots() -> list[str]:

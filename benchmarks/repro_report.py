@@ -15,6 +15,8 @@ import re
 import shutil
 from pathlib import Path
 
+import docblocks
+
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "docs" / "results" / "repro"
 DOC = REPO / "docs" / "reproduction.md"
@@ -447,22 +449,13 @@ def check_file(path: Path = DOC, results: Path = RESULTS) -> list[str]:
     """Names of the blocks in ``path`` whose text differs from their JSON's rendering (or that
     have no JSON)."""
     rs = load(results)
-    return [m["name"] for m in BLOCK.finditer(path.read_text()) if m["body"] != render_block(m["name"], rs)]
+    return docblocks.stale(path, BLOCK, lambda name: render_block(name, rs))
 
 
 def render_file(path: Path = DOC, results: Path = RESULTS) -> list[str]:
     """Rewrite the blocks of ``path`` from the JSON; returns the names filled."""
     rs = load(results)
-    filled = []
-
-    def sub(m):
-        body = render_block(m["name"], rs)
-        if body is None:
-            return m.group(0)
-        filled.append(m["name"])
-        return m.group(1) + body + m.group(4)
-    path.write_text(BLOCK.sub(sub, path.read_text()))
-    return filled
+    return docblocks.fill(path, BLOCK, lambda name: render_block(name, rs))
 
 
 def main(argv=None):
