@@ -42,7 +42,7 @@ sys.path.insert(0, str(REPO))
 from classifier.bundle import DEFAULT_BUNDLE_DIR, load_bundle  # noqa: E402
 from classifier.dataset import load_dataset  # noqa: E402
 from classifier.metrics import auroc  # noqa: E402
-from classifier.ood_fit import first_rows  # noqa: E402
+from classifier.ood_fit import OOD_METHOD, first_rows  # noqa: E402
 
 DATA = (REPO / ".." / "shared" / "data").resolve()
 TAXONOMY = DATA / "taxonomy-iscx-traffic-types.yaml"
@@ -99,6 +99,13 @@ def split_by_class(src: Path, work: Path, stem: str) -> tuple[Path, Path]:
     return outs[0], outs[1]
 
 
+def fitted_on(card: dict, tunes: set[str]) -> bool:
+    """Whether the bundle's OOD part was fitted by this version of `egw ood fit` (its
+    method) on exactly these tuning sources."""
+    ood = card.get("ood") or {}
+    return ood.get("method") == OOD_METHOD and set(ood.get("tuning_sources", {})) == tunes
+
+
 def prepare(work: Path, iscx: Path) -> dict:
     work.mkdir(parents=True, exist_ok=True)
     pre = str(DEFAULT_BUNDLE_DIR / "preprocess.json")
@@ -128,11 +135,11 @@ def prepare(work: Path, iscx: Path) -> dict:
         needed=not (loao_model / "card.json").exists())
     card = json.loads((loao_model / "card.json").read_text())
     egw("ood", "fit", "--model", str(loao_model), "--data", str(loao_data), "--tune", str(loao_tune),
-        needed=set(card.get("ood", {}).get("tuning_sources", {})) != {loao_tune.stem})
+        needed=not fitted_on(card, {loao_tune.stem}))
     COMMANDS.append(f"egw ood fit --model {_rel(str(DEFAULT_BUNDLE_DIR))} --data {_rel(str(iscx))} "
                     f"--tune {_rel(str(iot_tune))} --tune {_rel(str(live_tune))}")
     dcard = json.loads((DEFAULT_BUNDLE_DIR / "card.json").read_text())
-    if set(dcard.get("ood", {}).get("tuning_sources", {})) != {iot_tune.stem, live_tune.stem}:
+    if not fitted_on(dcard, {iot_tune.stem, live_tune.stem}):
         raise SystemExit(f"the default bundle's OOD part was not fitted on {iot_tune.stem} and "
                          f"{live_tune.stem}: run\n  egw ood fit --model {DEFAULT_BUNDLE_DIR} "
                          f"--data {iscx} --tune {iot_tune} --tune {live_tune}")
@@ -232,7 +239,7 @@ def latency(bdir: Path, data: Path, runs: int = 2000) -> dict:
         out[name] = round(1000 * float(np.median(ts)), 4)
     out["loadavg_1m"] = round(os.getloadavg()[0], 2)
     out["cores"] = os.cpu_count()
-    out["note"] = "LiteRT int8 model (1 thread) + numpy kNN, batch 1, median of 2000"
+    out["note"] = "LiteRT int8 model (1 thread) + float embedding model + numpy distances, batch 1, median of 2000"
     return out
 
 

@@ -175,15 +175,16 @@ def register_ood(sub) -> None:
     osub = o.add_subparsers(dest="ood_command", metavar="COMMAND", required=True)
     f = osub.add_parser(
         "fit", help="fit the OOD score and threshold of a bundle on its training dataset",
-        description="Fit the OOD part of a bundle (any family): a bank of training sessions' "
-        "features (the penultimate-layer embedding, exported as embed.tflite, or the input "
+        description="Fit the OOD part of a bundle (any family): aggregates of the training "
+        "sessions' features (k-means centroids of at least 5 sessions, class means and a shared "
+        "covariance; in the penultimate-layer embedding, exported as embed.tflite, or the input "
         "vector for bundles without model.keras), the threshold that rejects --reject-rate of "
-        "the validation sessions, and with --tune the feature space and k that catch most of "
-        "the tuning sessions. Writes ood.npz, embed.tflite and card.json['ood']. Needs the "
+        "the validation sessions, and with --tune the parts that catch most of the tuning "
+        "sessions. Writes ood.npz, embed.tflite and card.json['ood']. Needs the "
         "`train` extra (TensorFlow) for Keras bundles.")
     f.add_argument("--model", required=True, metavar="DIR", help="bundle directory")
     f.add_argument("--data", required=True, metavar="FILE.npz",
-                   help="the bundle's training dataset (train rows: the bank; val: the threshold)")
+                   help="the bundle's training dataset (train rows: the aggregates; val: the threshold)")
     f.add_argument("--tune", action="append", default=[], metavar="FILE.npz",
                    help="tuning part of an unfamiliar source, built with the bundle's "
                    "preprocess.json (repeatable); never its test part")

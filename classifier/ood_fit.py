@@ -2,15 +2,19 @@
 
 Works on any existing bundle (training side: TensorFlow only to export the
 embedding of a Keras model). Writes ``ood.npz``, ``embed.tflite`` (Keras families)
-and ``card.json["ood"]`` (see :mod:`classifier.ood`). Choice by measurement:
+and ``card.json["ood"]`` (see :mod:`classifier.ood`). What is stored are aggregates of
+the training sessions (k-means centroids of at least ``MIN_MEMBERS`` sessions, class
+means, one covariance), never a session's own features. Choice by measurement:
 
-- every candidate (one part: feature space x metric x ``k``; or the sum or maximum of the
-  embedding and input cosine distances, each scaled by its validation quantile) gets its threshold from the validation
-  sessions alone: the ``1 - reject_rate`` quantile of their scores;
+- every candidate (one part: space x method, centroids at a few cluster counts; or the
+  sum or maximum of an embedding part and an input part, each scaled by its validation
+  quantile) gets its threshold from the validation sessions alone: the
+  ``1 - reject_rate`` quantile of their scores;
 - with ``--tune`` datasets (the *tuning part* of unfamiliar sources), the candidate
   that catches the largest mean share of their sessions at that threshold is
-  chosen (ties: higher AUROC); without, the embedding (input for bundles without a
-  Keras model), cosine, ``k = 1``.
+  chosen (ties: higher AUROC); without, :data:`DEFAULT_NAME` (what the tuning sources
+  chose for the shipped default bundle, see docs/models.md), or for bundles without a
+  Keras model the input centroids.
 The test splits and the test parts of unfamiliar sources are never read here.
 """
 from __future__ import annotations
@@ -22,12 +26,14 @@ import numpy as np
 
 from classifier.bundle import CARD_FILE, UNKNOWN, load_bundle
 from classifier.metrics import auroc
-from classifier.ood import (COMBINES, EMBED_MODEL, METRICS, OOD_FILE, combine, features,
-                           knn_distance)
+from classifier.ood import COMBINES, EMBED_MODEL, OOD_FILE, Part, combine, features, normalise
 
-MAX_BANK = 4000          # training sessions kept (seeded sample): bounds the per-session cost
-KS = (1, 5, 20)
+CLUSTERS = (64, 256)     # k-means cluster counts tried (fewer when the data is small)
+MIN_MEMBERS = 5          # a centroid stands for at least this many training sessions
 DEFAULT_REJECT_RATE = 0.05
+OOD_METHOD = "aggregates"  # card["ood"]["method"]: what this fitter writes
+MAX_FIT_ROWS = 20000     # training rows the aggregates are fitted on (seeded sample)
+DEFAULT_NAME = "embedding/mahalanobis + input/centroids/256 (sum)"
 
 
 class OodFitError(Exception):
@@ -66,45 +72,79 @@ def export_embedding(model_dir: Path) -> bytes | None:
     return to_tflite(keras.Model(m.inputs, last.input))
 
 
-def _name(parts) -> str:
-    return " + ".join(f"{sp}/{m}/k={k}" for sp, m, k in parts)
+def fit_centroids(F: np.ndarray, clusters: int, seed: int) -> dict:
+    """k-means (cosine: on unit rows) of the training features ``F``; clusters with fewer
+    than :data:`MIN_MEMBERS` sessions are dropped. Arrays as :class:`Part` holds them."""
+    from sklearn.cluster import KMeans
+
+    F = normalise(F)
+    k = max(1, min(clusters, len(F) // MIN_MEMBERS))
+    km = KMeans(k, n_init=3, random_state=seed).fit(F)
+    members = np.bincount(km.labels_, minlength=k)
+    big = members >= MIN_MEMBERS
+    C = normalise(km.cluster_centers_[big])
+    keep = np.flatnonzero(np.abs(C).sum(0) > 0)
+    return {"centroids": C[:, keep], "members": members[big], "keep": keep}
 
 
-def _candidates(spaces: dict, bank_rows: np.ndarray, val_rows: np.ndarray, tunes: dict,
-                reject_rate: float) -> tuple[list[dict], dict]:
-    """Every single part (space x metric x k) and, with an embedding, each k's fusion of
-    embedding and input cosine distances (each scaled by its validation quantile; their
-    sum, and their maximum).
-    Returns the candidates (threshold, val rejection, per tuning source: share caught
-    and AUROC) and the features of the bank per (space, metric)."""
-    banks, dist = {}, {}
-    for (space, metric), feats in spaces.items():
-        bank = banks[space, metric] = feats(bank_rows)
-        for name, X in {"val": val_rows, **tunes}.items():
-            F = feats(X)
-            for k in KS:
-                dist[space, metric, k, name] = knn_distance(F, bank, k, metric)
+def fit_mahalanobis(F: np.ndarray, y: np.ndarray) -> dict:
+    """Class means of the unit training features and the precision of their shared
+    covariance (Ledoit-Wolf shrinkage)."""
+    from sklearn.covariance import LedoitWolf
+
+    F = normalise(F)
+    classes = np.unique(y)
+    means = np.stack([F[y == c].mean(0) for c in classes])
+    resid = F - means[np.searchsorted(classes, y)]
+    return {"means": means, "precision": LedoitWolf().fit(resid).precision_.astype(np.float32)}
+
+
+def _part_name(p: dict) -> str:
+    return f"{p['space']}/{p['method']}" + (f"/{p['clusters']}" if p["method"] == "centroids" else "")
+
+
+def _candidates(feats: dict, y_fit: np.ndarray, tunes: list[str],
+                reject_rate: float, seed: int) -> tuple[list[dict], dict]:
+    """Every single part and, with an embedding, each fusion of an embedding part with an
+    input centroids part (each scaled by its validation quantile; their sum, and their
+    maximum). ``feats``: space -> (training features, {name: features}). Returns the candidates
+    (threshold, val rejection, per tuning source: share caught and AUROC) and each part's
+    fitted arrays by name."""
+    fitted, dist = {}, {}
+    for space, (train, named) in feats.items():
+        specs = [{"space": space, "method": "centroids", "clusters": c,
+                  "min_members": MIN_MEMBERS} for c in CLUSTERS]
+        if space == "embedding":
+            specs.insert(0, {"space": space, "method": "mahalanobis"})
+        for spec in specs:
+            arrays = (fit_mahalanobis(train, y_fit) if spec["method"] == "mahalanobis"
+                      else fit_centroids(train, spec["clusters"], seed))
+            name = _part_name(spec)
+            fitted[name] = (spec, arrays)
+            part = Part(space, spec["method"], arrays)
+            for ev, F in named.items():
+                dist[name, ev] = part.distance(F)
     q = 1 - reject_rate
-    singles = [((sp, m, k),) for (sp, m) in spaces for k in KS]
-    fused = [(("embedding", "cosine", k), ("input", "cosine", k)) for k in KS
-             if ("embedding", "cosine") in spaces]
+    singles = [(n,) for n in fitted]
+    emb = [n for n in fitted if n.startswith("embedding/")]
+    inp = [n for n in fitted if n.startswith("input/centroids")]
+    fused = [(e, i) for e in emb for i in inp]
     out = []
     for parts, how in [(p, "sum") for p in singles] + [(p, h) for p in fused for h in COMBINES]:
-        scales = [float(np.quantile(dist[(*p, "val")], q)) if len(parts) > 1 else 1.0
-                  for p in parts]
-        score = {name: combine([dist[(*p, name)] / sc for p, sc in zip(parts, scales)], how)
-                 for name in ("val", *tunes)}
+        scales = [float(np.quantile(dist[p, "val"], q)) if len(parts) > 1 else 1.0 for p in parts]
+        scales = [s if s > 0 else 1.0 for s in scales]
+        score = {ev: combine([dist[p, ev] / sc for p, sc in zip(parts, scales)], how)
+                 for ev in ("val", *tunes)}
         thr = float(np.quantile(score["val"], q))
-        c = {"name": _name(parts) + (f" ({how})" if len(parts) > 1 else ""), "combine": how,
-             "parts": [{"space": sp, "metric": m, "k": k, "scale": sc}
-                       for (sp, m, k), sc in zip(parts, scales)],
+        c = {"name": " + ".join(parts) + (f" ({how})" if len(parts) > 1 else ""), "combine": how,
+             "parts": [{**fitted[p][0], "scale": sc} for p, sc in zip(parts, scales)],
              "threshold": thr, "val_reject_rate": float((score["val"] > thr).mean()), "tune": {}}
         for name in tunes:
             st = score[name]
             c["tune"][name] = {"sessions": int(len(st)), "caught": float((st > thr).mean()),
                                "auroc": auroc(score["val"], st)}
         out.append(c)
-    return out, banks
+    return out, {n: a for n, (_, a) in fitted.items()}
 
 
 def _score(c: dict) -> tuple:
@@ -127,9 +167,9 @@ def fit(model_dir, data: str, tune: list[str] = (), reject_rate: float = DEFAULT
     tr = np.flatnonzero(ds.split == 0)
     va = np.flatnonzero(ds.split == 1)
     if len(tr) == 0 or len(va) == 0:
-        raise OodFitError(f"{data}: needs train and val rows (the bank and the threshold)")
+        raise OodFitError(f"{data}: needs train and val rows (the fit and the threshold)")
     rng = np.random.default_rng(seed)
-    bank_idx = np.sort(rng.choice(tr, min(MAX_BANK, len(tr)), replace=False))
+    fit_idx = np.sort(rng.choice(tr, min(MAX_FIT_ROWS, len(tr)), replace=False))
     val_idx = va[first_rows(ds.session[va])]
     tunes = {}
     for path in tune:
@@ -138,39 +178,38 @@ def fit(model_dir, data: str, tune: list[str] = (), reject_rate: float = DEFAULT
 
     # kpackets' last column is the inter-arrival time: synthetic in iscx-apps, real live
     cols = ds.X.shape[-1] - 1 if b.preprocess.repr == "kpackets" else None
-    spaces = {("input", m): (lambda X, m=m: features(X, m, input_columns=cols)) for m in METRICS}
+    embed_of = None
     flat = export_embedding(d)
     if flat is not None:
         (d / EMBED_MODEL).write_bytes(flat)
-        runner = _Runner(d / EMBED_MODEL)
-        spaces = {**{("embedding", m): (lambda X, m=m: features(X, m, runner.run(X)))
-                     for m in METRICS}, **spaces}
-    def spaces_raw(c: dict) -> dict:
-        """The chosen parts' banks as stored: raw features in float16; a cosine part
-        keeps only the columns that are not zero in every row."""
-        out = {}
-        for i, p in enumerate(c["parts"]):
-            F = spaces[p["space"], "euclidean"](ds.X[bank_idx])      # raw: not normalised
-            if p["metric"] == "cosine":
-                keep = np.flatnonzero(np.abs(F).sum(0) > 0)
-                F = F[:, keep]
-                out[f"keep{i}"] = keep.astype(np.int32)
-            out[f"bank{i}"] = F.astype(np.float16)
-        return out
+        embed_of = _Runner(d / EMBED_MODEL).run
+    evals = {"val": ds.X[val_idx], **tunes}
+    feats = {}
+    for space in (["embedding"] if embed_of else []) + ["input"]:
+        f = ((lambda X: features(X, embed_of(np.asarray(X, np.float32)))) if space == "embedding"
+             else (lambda X: features(X, input_columns=cols)))
+        feats[space] = (f(ds.X[fit_idx]), {n: f(X) for n, X in evals.items()})
 
-    log(f"ood fit: {len(bank_idx)} training sessions in the bank, {len(val_idx)} val sessions, "
-        f"spaces {', '.join('/'.join(s) for s in spaces)}, k in {KS}"
+    log(f"ood fit: {len(fit_idx)} training sessions, {len(val_idx)} val sessions, "
+        f"spaces {', '.join(feats)}"
         + (f", tuning on {', '.join(tunes)}" if tunes else ""))
-    cands, banks = _candidates(spaces, ds.X[bank_idx], ds.X[val_idx], tunes, reject_rate)
+    cands, fitted = _candidates(feats, ds.y[fit_idx], list(tunes), reject_rate, seed)
     if tunes:
         best = max(cands, key=_score)
         how = ("largest mean share of the tuning sources' sessions above the threshold "
                "(ties: mean AUROC), among: " + "; ".join(c["name"] for c in cands))
     else:
-        best = cands[0]
-        how = f"no tuning sources given: the first candidate ({best['name']})"
-    raw = spaces_raw(best)
-    np.savez_compressed(d / OOD_FILE, **raw)
+        fallback = "input/centroids/" + str(CLUSTERS[-1])
+        best = next(c for c in cands if c["name"] == (DEFAULT_NAME if embed_of else fallback))
+        how = (f"no tuning sources given: {best['name']} (what the tuning sources chose for "
+               "the shipped default bundle)" if embed_of else
+               f"no tuning sources given and no embedding: {best['name']}")
+    stored = {}
+    for i, p in enumerate(best["parts"]):
+        for key, v in fitted[_part_name(p)].items():
+            stored[f"{key}{i}"] = (v.astype(np.float16) if v.dtype.kind == "f" else
+                                   v.astype(np.int32))
+    np.savez_compressed(d / OOD_FILE, **stored)
     if all(p["space"] != "embedding" for p in best["parts"]) and (d / EMBED_MODEL).exists():
         (d / EMBED_MODEL).unlink()
     # the max-probability baseline on the same sessions, for the card
@@ -181,10 +220,12 @@ def fit(model_dir, data: str, tune: list[str] = (), reject_rate: float = DEFAULT
         pt = b.predict(X).max(1)
         baseline[name] = {"caught": float((pt < base_thr).mean()), "auroc": auroc(-pv, -pt)}
     ood = {
-        "method": "knn", "name": best["name"],
-        "what": (f"{best['combine']} of the parts' distances (cosine: 1 - cosine similarity) to the k-th "
-                 "nearest of the bank's training sessions, each divided by its scale, in the "
-                 "penultimate-layer embedding (embed.tflite) or the input vector"
+        "method": OOD_METHOD, "name": best["name"],
+        "what": (f"{best['combine']} of the parts' distances, each divided by its scale: "
+                 "centroids: 1 - cosine similarity to the nearest k-means centroid of at least "
+                 f"{MIN_MEMBERS} training sessions; mahalanobis: the smallest Mahalanobis "
+                 "distance to a class mean (shared covariance); features: unit rows of the "
+                 "penultimate-layer embedding (embed.tflite) or of the input vector"
                  + (" without its inter-arrival column" if cols else "")
                  + f"; above the threshold: {UNKNOWN}"),
         "parts": best["parts"], "combine": best["combine"], "threshold": best["threshold"],
@@ -196,12 +237,13 @@ def fit(model_dir, data: str, tune: list[str] = (), reject_rate: float = DEFAULT
         "tune": best["tune"],
         "chosen_by": how, "candidates": cands,
         "baseline_max_probability": {"threshold": base_thr, "tune": baseline},
-        "bank_rows": int(len(bank_idx)), "data": str(data),
+        "stores": "aggregates only (centroids, class means, a covariance), no session's features",
+        "fit_rows": int(len(fit_idx)), "data": str(data),
         "command": "egw " + " ".join(argv) if argv else None,
         "seconds": round(time.time() - t0, 1),
     }
     update_card(d, ood=ood)
-    # the threshold again, from the scorer as the bundle loads it (float16 banks)
+    # the threshold again, from the scorer as the bundle loads it (float16 arrays)
     sv = load_bundle(d).ood.score(ds.X[val_idx])
     ood["threshold"] = best["threshold"] = float(np.quantile(sv, 1 - reject_rate))
     ood["val_reject_rate"] = best["val_reject_rate"] = float((sv > ood["threshold"]).mean())

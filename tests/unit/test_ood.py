@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from classifier.metrics import auroc
-from classifier.ood import knn_distance, normalise
+from classifier.ood import mahalanobis_min, nearest_cosine, normalise
 
 
 def test_auroc_matches_the_pairwise_definition():
@@ -19,11 +19,29 @@ def test_auroc_matches_the_pairwise_definition():
     assert auroc(a, a + 10) == 1.0 and auroc(a + 10, a) == 0.0 and auroc([], o) is None
 
 
-def test_knn_distance_is_cosine_distance_to_kth_neighbour():
-    bank = normalise(np.array([[1, 0], [0, 1], [1, 1]], np.float32))
-    q = normalise(np.array([[1, 0], [-1, 0]], np.float32))
-    assert knn_distance(q, bank, 1) == pytest.approx([0.0, 1.0 + 0.0], abs=1e-6)
-    assert knn_distance(q, bank, 2)[0] == pytest.approx(1 - np.sqrt(0.5), abs=1e-6)
+def test_nearest_cosine_and_mahalanobis_distances():
+    C = normalise(np.array([[1, 0], [0, 1]], np.float32))
+    q = normalise(np.array([[1, 0], [-1, 0], [1, 1]], np.float32))
+    assert nearest_cosine(q, C) == pytest.approx([0.0, 1.0, 1 - np.sqrt(0.5)], abs=1e-6)
+    means = np.array([[0, 0], [4, 0]], np.float32)
+    P = np.diag([1.0, 0.25]).astype(np.float32)          # variance 1 along x, 4 along y
+    Q = np.array([[1, 0], [0, 2], [3, 0]], np.float32)
+    assert mahalanobis_min(Q, means, P) == pytest.approx([1.0, 1.0, 1.0])
+
+
+def test_fitted_aggregates_hold_no_single_session():
+    """What ood.npz stores: centroids of at least MIN_MEMBERS sessions, never one
+    session's features, even when a few sessions stand far from the rest."""
+    from classifier.ood_fit import MIN_MEMBERS, fit_centroids, fit_mahalanobis
+
+    rng = np.random.default_rng(0)
+    F = np.concatenate([rng.normal(0, 1, (200, 12)) + 5, rng.normal(0, 1, (3, 12)) - 50])
+    a = fit_centroids(F, clusters=64, seed=0)
+    assert a["members"].min() >= MIN_MEMBERS and a["members"].sum() <= len(F)
+    U = normalise(F)[:, a["keep"]]
+    assert (U @ a["centroids"].T).max() < 1 - 1e-4      # no centroid is one session's row
+    m = fit_mahalanobis(F, np.r_[np.zeros(100), np.ones(103)].astype(int))
+    assert m["means"].shape == (2, 12) and m["precision"].shape == (12, 12)
 
 
 def test_parts_combine_by_sum_or_max():
@@ -62,7 +80,9 @@ def test_train_fits_ood_and_refit_with_tuning_source(tmp_path, model, space):
     assert main(["train", "--model", model, "--data", str(data), "--out", str(out), "--epochs", "3",
                  "--no-progress", "--trees", "5", "--max-leaves", "16"]) == 0
     card = json.loads((out / "card.json").read_text())["ood"]
-    assert card["name"] == f"{space}/cosine/k=1" and "no tuning" in card["chosen_by"]
+    want = ("embedding/mahalanobis + input/centroids/256 (sum)" if space == "embedding"
+            else "input/centroids/256")
+    assert card["name"] == want and "no tuning" in card["chosen_by"]
     assert (out / "ood.npz").is_file() and (out / "embed.tflite").is_file() == (space == "embedding")
     b = load_bundle(out)
     ds = load_dataset(data)
@@ -81,17 +101,19 @@ def test_train_fits_ood_and_refit_with_tuning_source(tmp_path, model, space):
                  "--reject-rate", "0.1"]) == 0
     card = json.loads((out / "card.json").read_text())["ood"]
     assert card["reject_rate_target"] == 0.1 and card["tuning_sources"] == {"tune": 60}
-    # single parts: space x metric x k; with an embedding also one fusion per k
-    assert len(card["candidates"]) == (3 * 2 * 2 + 3 * 2 if space == "embedding" else 3 * 2)
+    # single parts: centroids at two cluster counts per space, mahalanobis in the embedding;
+    # with an embedding also each embedding part with each input part, summed and maximum
+    assert len(card["candidates"]) == (5 + 3 * 2 * 2 if space == "embedding" else 2)
     best = max(c["tune"]["tune"]["caught"] for c in card["candidates"])
     assert card["tune"]["tune"]["caught"] == best
     b = load_bundle(out)
-    assert [(p.space, p.metric, p.k, p.scale) for p in b.ood.parts] == [
-        (p["space"], p["metric"], p["k"], p["scale"]) for p in card["parts"]]
+    assert [(p.space, p.method, p.scale) for p in b.ood.parts] == [
+        (p["space"], p["method"], p["scale"]) for p in card["parts"]]
     # the bundle's own score puts the threshold where the fit said
     assert (b.ood_score(val) > b.ood.threshold).mean() == pytest.approx(card["val_reject_rate"])
     fused = [c for c in card["candidates"] if len(c["parts"]) == 2]
-    assert all(c["name"].startswith("embedding/cosine") for c in fused)
+    assert all(c["name"].startswith("embedding/") and " + input/centroids/" in c["name"]
+               for c in fused)
     assert card["command"].startswith("egw ood fit")
 
 
@@ -155,3 +177,52 @@ def test_evaluate_reports_what_unfamiliar_sessions_became_and_auroc(tmp_path, ca
     res = evaluate(str(out), str(alone), progress=False)
     assert res["out_of_distribution"]["predicted"] == o["predicted"]
     assert res["out_of_distribution"]["auroc"] is None and "open_set" not in res
+
+
+def test_bad_ood_files_name_the_file(tmp_path):
+    """A truncated, hand-edited or old-format OOD part: one error naming the file; the
+    bundle is not half-loaded."""
+    import shutil
+
+    from classifier.bundle import BundleError, load_bundle
+    from egw_cli.main import main
+
+    data = tmp_path / "d.npz"
+    _kpackets_npz(data)
+    good = tmp_path / "f"
+    assert main(["train", "--model", "forest", "--data", str(data), "--out", str(good),
+                 "--no-progress", "--trees", "3"]) == 0
+    assert load_bundle(good).ood is not None
+
+    def broken(name, edit):
+        d = tmp_path / name
+        shutil.copytree(good, d)
+        edit(d)
+        return d
+
+    trunc = broken("trunc", lambda d: (d / "ood.npz").write_bytes((d / "ood.npz").read_bytes()[:100]))
+    with pytest.raises(BundleError, match=r"trunc/ood.npz: cannot read"):
+        load_bundle(trunc)
+
+    def swap_keep(d):
+        with np.load(d / "ood.npz") as z:
+            a = dict(z)
+        a["keep0"] = a["keep0"][:-1]
+        np.savez(d / "ood.npz", **a)
+    with pytest.raises(BundleError, match=r"shape/ood.npz: part 0 \(centroids\)"):
+        load_bundle(broken("shape", swap_keep))
+
+    def nan(d):
+        with np.load(d / "ood.npz") as z:
+            a = dict(z)
+        a["centroids0"][0, 0] = np.nan
+        np.savez(d / "ood.npz", **a)
+    with pytest.raises(BundleError, match="NaN"):
+        load_bundle(broken("nan", nan))
+
+    def old_card(d):
+        card = json.loads((d / "card.json").read_text())
+        card["ood"]["parts"] = [{"space": "input", "metric": "cosine", "k": 1, "scale": 1.0}]
+        (d / "card.json").write_text(json.dumps(card))
+    with pytest.raises(BundleError, match="older kNN-bank format: refit it with `egw ood fit`"):
+        load_bundle(broken("old", old_card))
