@@ -102,17 +102,24 @@ def resolve(policy: Policy, class_name: str, devices: tuple[Device, ...] | list[
     return _build(values, entry_name, tuple(applied))
 
 
-def overload_action(policy: Policy, mac: str | None = None, ip: str | None = None) -> str:
+def overload_action(policy: Policy, mac: str | None = None, ip: str | None = None,
+                    device_type: tuple[str, ...] = ()) -> str:
     """``drop`` when any class entry (or ``default``) that applies to the device ``mac`` /
-    ``ip``, device overrides included, sets ``on_overload: drop``; else ``forward``. What
-    the gateway does with the unclassified sessions of a device over its new-session
-    quota: they could be of any class, so one entry that would rather drop decides."""
-    devices = matching_devices(policy, mac, ip)
+    ``ip`` sets ``on_overload: drop``, after the overrides that apply to its sessions (its
+    ``device_types`` entry, then its MAC/IP device entries, as :func:`resolve` orders
+    them); else ``forward``. What the gateway does with the unclassified sessions of a
+    device over its new-session quota: they could be of any class, so one entry that
+    would rather drop decides."""
+    overrides = []
+    hit = policy.device_type_entry(device_type)
+    if hit is not None:
+        overrides.append(hit[1])
+    overrides += matching_devices(policy, mac, ip)
     for name in [*policy.classes, UNKNOWN, "default"]:
         _, entry = policy.entry(name)
         value = entry.on_overload
-        for dev in devices:
-            for o in (dev.all, dev.classes.get(name)):
+        for over in overrides:
+            for o in (over.all, over.classes.get(name)):
                 if o is not None and "on_overload" in o.model_fields_set:
                     value = o.on_overload
         if value == "drop":
@@ -130,14 +137,16 @@ class PolicyEnforcer:
         #: gateway's device table), or None
         self.policy, self.device_type_of = policy, device_type_of
 
+    def _kinds(self, mac: str | None) -> tuple[str, ...]:
+        return tuple(self.device_type_of(mac)) if self.device_type_of is not None else ()
+
     def __call__(self, class_name: str, mac: str | None = None, ip: str | None = None,
                  confidence: float | None = None) -> Enforcement:
-        kinds = self.device_type_of(mac) if self.device_type_of is not None else ()
         return enforcement_for(self.policy, class_name, mac, ip, confidence,
-                               device_type=kinds)
+                               device_type=self._kinds(mac))
 
     def on_overload(self, mac: str | None = None, ip: str | None = None) -> str:
-        return overload_action(self.policy, mac, ip)
+        return overload_action(self.policy, mac, ip, device_type=self._kinds(mac))
 
 
 def _build(v: dict[str, Any], cls: str, devices: tuple[str, ...]) -> Enforcement:

@@ -180,6 +180,27 @@ def test_overload_action_follows_class_entries_and_device_overrides(device_entry
     assert overload_action(parse_policy(POLICY % "forward")) == "forward"
 
 
+def test_overload_action_follows_the_device_type_entry():
+    """A camera's device_types entry may keep its flood forwarded while the class entries
+    would drop it (or drop a plug's); its MAC's own device entry still wins."""
+    types = """device_types:
+  camera: {all: {on_overload: forward}}
+  plug: {classes: {voip: {on_overload: drop}}}
+"""
+    policy = parse_policy(POLICY % "drop" + types)
+    kinds = {MAC_F: ("cam-1", "camera"), MAC_O: ("plug-1", "plug")}
+    enforcer = PolicyEnforcer(policy, device_type_of=lambda mac: kinds.get(mac, ("unknown_device",)))
+    assert enforcer.on_overload(MAC_F, IP_F) == "forward"     # the type overrides p2p's drop
+    assert enforcer.on_overload("02:00:00:00:00:aa", "10.0.0.99") == "drop"   # no type entry
+    policy = parse_policy(POLICY % "forward" + types)
+    enforcer = PolicyEnforcer(policy, device_type_of=lambda mac: kinds.get(mac, ("unknown_device",)))
+    assert enforcer.on_overload(MAC_O, IP_O) == "drop"        # the plug's voip says drop
+    assert enforcer.on_overload(MAC_F, IP_F) == "forward"
+    mine = parse_policy(POLICY % "forward" + types
+                        + "devices: [{mac: '02:00:00:00:00:0e', all: {on_overload: forward}}]")
+    assert PolicyEnforcer(mine, lambda mac: kinds[mac]).on_overload(MAC_O, IP_O) == "forward"
+
+
 def test_quota_buckets_are_bounded():
     from ryu_apps.gateway.quotas import DeviceQuotas
     q = DeviceQuotas(rate=1, burst=1, max_devices=100)
