@@ -21,7 +21,7 @@ Files in the bundle:
 - ``ood.npz``, per part ``i``: ``centroids<i>`` (float16, unit rows), ``members<i>``
   (sessions per centroid) and ``keep<i>`` (the feature columns that are not zero in
   every centroid: the others add nothing to a dot product; a query is normalised over
-  all columns first); or ``means<i>`` (classes x d) and ``precision<i>`` (d x d);
+  all columns first); or ``means<i>`` (classes x d) and ``precision<i>`` (d x d), float32;
 - ``embed.tflite``: float LiteRT model, bundle input -> embedding (absent without an
   embedding part);
 - ``card.json["ood"]``: ``parts`` (``space``, ``method``, ``scale``; centroids also

@@ -207,8 +207,11 @@ def fit(model_dir, data: str, tune: list[str] = (), reject_rate: float = DEFAULT
     stored = {}
     for i, p in enumerate(best["parts"]):
         for key, v in fitted[_part_name(p)].items():
-            stored[f"{key}{i}"] = (v.astype(np.float16) if v.dtype.kind == "f" else
-                                   v.astype(np.int32))
+            # centroids are unit rows: float16 is plenty; a precision matrix can hold
+            # values past float16's range (a nearly singular covariance): float32
+            stored[f"{key}{i}"] = (v.astype(np.int32) if v.dtype.kind != "f" else
+                                   v.astype(np.float16) if key == "centroids" else
+                                   v.astype(np.float32))
     np.savez_compressed(d / OOD_FILE, **stored)
     if all(p["space"] != "embedding" for p in best["parts"]) and (d / EMBED_MODEL).exists():
         (d / EMBED_MODEL).unlink()
