@@ -19,7 +19,7 @@ import docblocks
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "docs" / "results"
 DOC = REPO / "docs" / "models.md"
-DOCS = (DOC, REPO / "docs" / "smart_home.md", REPO / "docs" / "scale.md")
+DOCS = (DOC, REPO / "docs" / "smart_home.md", REPO / "docs" / "scale.md", REPO / "README.md")
 IMG = REPO / "docs" / "img" / "models"
 BLOCK = re.compile(r"(<!-- results:(?P<name>[\w-]+) -->\n)(?P<body>.*?)(<!-- /results:(?P=name) -->)",
                    re.S)
@@ -424,7 +424,25 @@ def devices_pairs(res: dict) -> str:
     return "\n".join(out)
 
 
-RENDERERS = {"default-audit": ("default_audit", audit_table),
+def demo_printout(res: dict) -> str:
+    """What `./egw.sh demo` printed for the committed run (topologies.cli.print_summary on
+    its results), as an indented block; the data folder's absolute path shortened."""
+    import contextlib
+    import io
+
+    sys.path.insert(0, str(REPO))
+    from topologies.cli import print_summary
+
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        print_summary(res)
+    text = re.sub(r"/\S*/(iscx-apps|iot-sentinel)\b", r".../\1", buf.getvalue())
+    lines = text.splitlines() + ["report: reports/smart_home/report.md"]
+    return "\n" + "\n".join("    " + ln for ln in lines) + "\n"
+
+
+RENDERERS = {"demo-printout": ("smart_home", demo_printout),
+             "default-audit": ("default_audit", audit_table),
              "flood-fairness": ("fairness", fairness_table),
              "fleet-sizing": ("fleet", fleet_sizing_table),
              "scale-build": ("scale", scale_build_table),

@@ -28,6 +28,19 @@ def test_smart_home_doc_tables_match_their_json():
     assert models_doc.check_file(doc) == []
 
 
+def test_readme_demo_printout_is_the_committed_run():
+    """The README's demo printout is print_summary of docs/results/smart_home.json."""
+    readme = models_doc.REPO / "README.md"
+    assert "demo-printout" in {m["name"] for m in models_doc.BLOCK.finditer(readme.read_text())}
+    assert models_doc.check_file(readme) == []
+    res = json.loads((models_doc.REPO / "docs" / "results" / "smart_home.json").read_text())
+    text = models_doc.demo_printout(res)
+    ratio = res["latency_p95_ratio_baseline_over_policy"]
+    assert f"p95 latency ratio (no policy / policy): {ratio}x" in text
+    res["latency_p95_ratio_baseline_over_policy"] = ratio + 1
+    assert f"{ratio + 1}x" in models_doc.demo_printout(res)
+
+
 def test_operations_doc_tables_match_their_json():
     doc = models_doc.REPO / "docs" / "operations.md"
     assert "flood-fairness" in {m["name"] for m in models_doc.BLOCK.finditer(doc.read_text())}
