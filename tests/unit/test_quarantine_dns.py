@@ -15,6 +15,7 @@ from ryu_apps.gateway.audit import records
 from ryu_apps.gateway.core import Gateway
 from ryu_apps.gateway.devices import QUARANTINE_OPEN_PRIORITY, device_cookie
 from ryu_apps.gateway.dnsopen import MAX_OPEN, MAX_TTL, MIN_TTL, OPEN_SECONDS, QUERY_WAIT
+from ryu_apps.gateway.rules import forward_rule
 from tests.unit.test_gateway_devices import DEV, DPID, LAN, POLICY, WAN, _conf, _switch
 from topologies.builtin_devices import GW_MAC, device_frames
 
@@ -199,10 +200,13 @@ def test_a_lan_host_named_in_an_answer_stays_closed(home):
     """The opened rule matches the MAC the answer came through: the device reaching a
     LAN host directly (its own MAC as eth_dst) is still dropped."""
     gw, sw, _t = home
+    sw.apply([forward_rule(LAN, LAN_HOST_MAC, 3)])          # a LAN host on port 3, learnt
+    lan_host = to("192.168.1.60", via=LAN_HOST_MAC)
+    assert sw.lookup(1, lan_host).actions == (("output", 3),)
     send(gw, sw, query(), LAN)
     send(gw, sw, answer(records=((NAME, "A", "192.168.1.60", 60),)), WAN)
     assert sw.process(to("192.168.1.60", via=GW_MAC)).outputs == [WAN]
-    assert sw.process(to("192.168.1.60", via=LAN_HOST_MAC)).dropped
+    assert sw.process(lan_host).dropped
 
 
 def test_ttl_sets_the_idle_timeout_within_bounds_and_hosts_expire(home):
