@@ -25,7 +25,8 @@ gives for a name the device asked for:
   device would reach through its own MAC, stays closed), ``ipv4_dst``/``ipv6_dst`` =
   the address -> table 1, at ``QUARANTINE_OPEN_PRIORITY`` (under the DHCP/DNS/NTP rules,
   so a query to an opened address is still copied; above the drop), cookie the
-  device's, idle timeout the record's TTL bounded to ``[MIN_TTL, MAX_TTL]``, hard
+  device's, idle timeout the record's TTL (no longer than the CNAME links that led to
+  it) bounded to ``[MIN_TTL, MAX_TTL]``, hard
   timeout ``OPEN_SECONDS`` (an hour after the answer that opened it, even in use). A
   later answer for the same address refreshes it (the rule is sent again);
 - at most ``MAX_OPEN`` hosts per device: past it the host refreshed longest ago is
@@ -52,6 +53,9 @@ import logging
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Callable
+
+import dns.message
+import dns.rdatatype
 
 from classifier.packets import ETH_IPV4, ETH_IPV6, PROTO_TCP, PROTO_UDP, ip_from_frame, parse
 
@@ -156,28 +160,26 @@ class DnsOpener:
         controller: ``sent`` by it, else sent to it. Returns the rules an accepted answer
         opens (``copy``: they copy to the controller too, while it is identified).
         Never raises."""
+        msg, rules = "query" if sent else "answer", []
         try:
             ip = ip_from_frame(frame)
             pv = parse(ip) if ip is not None else None
-            if pv is None or pv.proto not in (PROTO_UDP, PROTO_TCP):
+            if (pv is None or pv.proto not in (PROTO_UDP, PROTO_TCP)
+                    or (pv.dport if sent else pv.sport) != DNS_PORT):
                 return []
-            if (pv.dport if sent else pv.sport) != DNS_PORT:
-                return []
-            msg = "query" if sent else "answer"
             if pv.fragment:
-                return self._count(dpid, mac, msg, "malformed", now)
-            if sent:
-                return self._count(dpid, mac, msg, self._query(mac, dev_port, in_port, pv, now),
-                                   now)
-            res, rules = self._answer(mac, dev_port, dpid, in_port, frame, pv, copy, now)
-            self._count(dpid, mac, msg, res, now)
-            return rules
+                result = "malformed"
+            elif sent:
+                result = self._query(mac, dev_port, in_port, pv, now)
+            else:
+                result, rules = self._answer(mac, dev_port, dpid, in_port, frame, pv, copy, now)
         except Exception as exc:       # hostile input must never stop the packet path
-            self.log.debug("device %s: DNS frame not read: %r", mac, exc)
-            return self._count(dpid, mac, "answer" if not sent else "query", "malformed", now)
+            self.log.debug("device %s: DNS %s not read: %r", mac, msg, exc)
+            result, rules = "malformed", []
+        self._count(dpid, mac, msg, result, now)
+        return rules
 
     def _query(self, mac: str, dev_port: int, in_port: int, pv, now: float) -> str | None:
-        import dns.message
         if in_port != dev_port:
             return "other_port"
         wire = dns_payload(pv)
@@ -201,8 +203,6 @@ class DnsOpener:
 
     def _answer(self, mac: str, dev_port: int, dpid: int, in_port: int, frame: bytes, pv,
                 copy: bool, now: float) -> tuple[str | None, list[FlowRule]]:
-        import dns.message
-        import dns.rdatatype
         if in_port == dev_port:
             return "own_port", []
         wire = dns_payload(pv)
@@ -226,22 +226,25 @@ class DnsOpener:
         p.answered = digest
         if m.rcode() != 0:
             return "no_address", []
-        names, found = {p.qname}, []
+        # the question name and its CNAME chain; an address lives no longer than any link
+        names, chain_ttl, found = {p.qname}, MAX_TTL, {}
         for _ in range(MAX_CHAIN):
-            more = {r.target for rr in m.answer if rr.name in names
-                    and rr.rdtype == dns.rdatatype.CNAME and rr.rdclass == _CLASS_IN
-                    for r in rr} - names
+            links = [rr for rr in m.answer if rr.name in names and rr.rdclass == _CLASS_IN
+                     and rr.rdtype == dns.rdatatype.CNAME]
+            more = {r.target for rr in links for r in rr} - names
             if not more:
                 break
             names |= more
+            chain_ttl = min([chain_ttl] + [rr.ttl for rr in links])
         for rr in m.answer:
             if rr.name in names and rr.rdtype in _TYPES and rr.rdclass == _CLASS_IN:
-                found += [(h, rr.ttl) for h in map(_host, rr) if h is not None]
+                for h in filter(None, map(_host, rr)):
+                    found[h] = min(rr.ttl, chain_ttl, found.get(h, MAX_TTL))
         if not found:
             return "no_address", []
         via = ":".join(f"{b:02x}" for b in frame[6:12])
         return "opened", self._open(mac, dpid, via, p.qname.to_text(omit_final_dot=True),
-                                    found, copy, now)
+                                    list(found.items()), copy, now)
 
     # ---- opened hosts ----------------------------------------------------------
     def _open(self, mac: str, dpid: int, via: str, name: str, found, copy: bool, now: float
@@ -258,12 +261,12 @@ class DnsOpener:
             rules.append(h.rule(mac, self.cookie(mac), copy, now))
             opened.append(addr)
             idle.append(h.idle)
-            self._inc(dpid, "opened" if fresh else "refreshed")
+            self._count_host(dpid, "opened" if fresh else "refreshed")
         while len(book) > MAX_OPEN:
             _k, old = book.popitem(last=False)
             rules.append(old.rule(mac, self.cookie(mac), copy, now, command="delete"))
             evicted.append(old.address)
-            self._inc(dpid, "evicted")
+            self._count_host(dpid, "evicted")
         self.log.info("device %s: %s named %s in a DNS answer: opened%s", mac, name,
                       ", ".join(opened), f" (closed {', '.join(evicted)}: over {MAX_OPEN})"
                       if evicted else "")
@@ -301,22 +304,22 @@ class DnsOpener:
         self._audited = {k: t for k, t in self._audited.items() if now - t < AUDIT_EVERY}
 
     # ---- counting ----------------------------------------------------------------
-    def _inc(self, dpid: int, event: str) -> None:
+    def _count_host(self, dpid: int, event: str) -> None:
         if self.metrics is not None:
             self.metrics.quarantine_hosts.labels(dp_label(dpid), event).inc()
 
-    def _count(self, dpid: int, mac: str, msg: str, result: str | None, now: float) -> list:
-        """Count one query or answer by result (None: not a DNS message, not counted);
-        refusals also go to the decision log, once per device, result and minute."""
+    def _count(self, dpid: int, mac: str, msg: str, result: str | None, now: float) -> None:
+        """Count one query or answer by result (None: no DNS message, e.g. a bare TCP
+        ACK, or a repeat of the answer taken: not counted); refusals also go to the
+        decision log, once per device, result and minute."""
         if result is None:
-            return []
+            return
         if self.metrics is not None:
             self.metrics.quarantine_dns.labels(dp_label(dpid), msg, result).inc()
         if result in ("recorded", "opened"):
-            return []
+            return
         self.log.debug("device %s: DNS %s %s", mac, msg, result)
         key = (mac, f"{msg}:{result}")
         if self.audit is not None and now - self._audited.get(key, -AUDIT_EVERY) >= AUDIT_EVERY:
             self._audited[key] = now
             self.audit("device-dns-refused", mac=mac, message=msg, result=result)
-        return []

@@ -16,7 +16,8 @@ from ryu_apps.gateway.core import Gateway
 from ryu_apps.gateway.devices import QUARANTINE_OPEN_PRIORITY, device_cookie
 from ryu_apps.gateway.dnsopen import MAX_OPEN, MAX_TTL, MIN_TTL, OPEN_SECONDS, QUERY_WAIT
 from ryu_apps.gateway.rules import forward_rule
-from tests.unit.test_gateway_devices import DEV, DPID, LAN, POLICY, WAN, _conf, _switch
+from tests.unit.test_gateway_devices import (DEV, DEVICE_MODEL, DPID, LAN, POLICY, WAN, _conf,
+                                            _switch)
 from topologies.builtin_devices import GW_MAC, device_frames
 
 DEV_IP, RESOLVER, SERVER, OTHER = "192.168.1.50", "192.168.1.1", "93.184.216.34", "93.184.216.35"
@@ -178,11 +179,13 @@ def test_a_late_answer_opens_nothing(home):
 def test_cname_chain_opens_the_targets_address_not_unrelated_records(home):
     gw, sw, _t = home
     send(gw, sw, query(), LAN)
-    send(gw, sw, answer(records=((NAME, "CNAME", "edge.cdn.example", 300),
-                                 ("edge.cdn.example", "A", SERVER, 60),
+    send(gw, sw, answer(records=((NAME, "CNAME", "edge.cdn.example", 45),
+                                 ("edge.cdn.example", "A", SERVER, 600),
                                  ("unrelated.example", "A", OTHER, 60))), WAN)
     assert sw.process(to(SERVER)).outputs == [WAN]
     assert sw.process(to(OTHER)).dropped
+    [rule] = opened_rules(sw)
+    assert rule.idle_timeout == 45          # no longer than the CNAME that led to it
 
 
 def test_ipv6_and_tcp_answers(home):
@@ -360,3 +363,32 @@ def test_opened_hosts_are_not_persisted(tmp_path):
     assert dev["quarantined"] and dev["dns_named"] and dev["opened_hosts"] == []
     assert not [r for r in gw2.devices.rules_for(DPID)
                 if r.priority == QUARANTINE_OPEN_PRIORITY]
+
+
+@pytest.mark.skipif(not (DEVICE_MODEL / "labels.json").is_file(), reason="no device bundle")
+def test_hosts_opened_while_identifying_stay_open_after_the_decision(tmp_path):
+    """While the device model watches it, the opened rules copy to the controller too;
+    decided (still unknown, still quarantined), they are sent again without the copy,
+    with the hard timeout they have left."""
+    t = [100.0]
+    gw = Gateway(_conf(tmp_path, egw_device_model=str(DEVICE_MODEL)))
+    gw.devices.clock = lambda: t[0]
+    sw = _switch(gw)
+    for msgs in gw.device_packet(DPID, LAN, bytes(device_frames(DEV, "camera")[0][1])).values():
+        sw.apply(msgs)
+    assert gw.devices.devices[DEV].state == "identifying"
+    send(gw, sw, query(), LAN)
+    send(gw, sw, answer(), WAN)
+    v = sw.process(to(SERVER))
+    assert v.outputs == [WAN] and v.mirrored              # open, and copied for the model
+    t[0] += gw.devices.max_seconds + 1
+    for msgs in gw.tick().values():
+        sw.apply(msgs)
+    dev = gw.devices_view()["devices"][0]
+    assert (dev["state"], dev["type"], dev["quarantined"]) == ("identified", "unknown_device",
+                                                               True)
+    v = sw.process(to(SERVER))
+    assert v.outputs == [WAN] and not v.mirrored
+    [rule] = opened_rules(sw)
+    assert rule.hard_timeout == OPEN_SECONDS - int(gw.devices.max_seconds + 1)
+    assert sw.process(to(OTHER)).dropped
