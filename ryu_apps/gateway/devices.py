@@ -176,9 +176,9 @@ class DeviceTable:
         self.state_path = Path(state_path) if state_path else None
         self.clock, self.metrics, self.audit = clock, metrics, audit
         self.log = logger or log
+        self.dns = DnsOpener(device_cookie, metrics=metrics, audit=audit, logger=self.log)
         self.devices: dict[str, Device] = {}
         self.skipped = 0        # new devices not tracked: max_tracking reached
-        self.dns = DnsOpener(device_cookie, metrics=metrics, audit=audit, logger=self.log)
         opts = {}
         if bundle is not None:
             from classifier.evaluate_devices import device_options
