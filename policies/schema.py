@@ -224,14 +224,24 @@ UNKNOWN_DEVICE = "unknown_device"
 
 class DeviceType(_Model):
     """What a device of one type (or kind, or ``unknown_device``) gets: ``action:
-    quarantine`` holds it to DHCP, DNS and NTP until an owner approves its MAC; ``all``
-    and ``classes`` override class entries for its sessions like a device entry's
-    (a ``devices`` entry for its MAC still wins: it is more specific)."""
+    quarantine`` holds it to DHCP, DNS and NTP until an owner approves its MAC (and,
+    with ``allow_dns_named``, the hosts DNS answers name for the questions it asked:
+    ``ryu_apps.gateway.dnsopen``); ``all`` and ``classes`` override class entries for
+    its sessions like a device entry's (a ``devices`` entry for its MAC still wins: it
+    is more specific)."""
 
     action: Literal["allow", "quarantine"] = "allow"
+    allow_dns_named: Annotated[bool, Field(strict=True)] = True
     all: ClassOverride | None = None
     classes: dict[str, ClassOverride] = Field(default_factory=dict)
     note: str | None = None
+
+    @model_validator(mode="after")
+    def _dns_named_needs_quarantine(self) -> "DeviceType":
+        if "allow_dns_named" in self.model_fields_set and self.action != "quarantine":
+            raise PydanticCustomError("policy", "`allow_dns_named` applies to `action: "
+                                      "quarantine` only")
+        return self
 
 
 class WanClass(_Model):

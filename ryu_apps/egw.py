@@ -127,6 +127,8 @@ class EdgeGateway(app_manager.RyuApp):
                 self._send(dp, eng.forward(in_port, bytes(msg.data),
                                            ofmsg.buffer_id(dp, msg.buffer_id)))
                 return
+            if self.gw.devices.dns_copy(msg.cookie):
+                return                 # copied for a quarantined device's DNS only
             self._send(dp, eng.mirror_packet(in_port, bytes(msg.data)))
             if eng.has_pending() and not self._flush_scheduled:
                 self._flush_scheduled = True

@@ -16,8 +16,11 @@ unknown one is held in quarantine until approved. ``egw emulate --topo devices``
    model's ``windows × k`` usable packets; it is decided on the windows it has, as
    ``egw evaluate`` does offline).
 4. ``guest`` (a new MAC) sends a DHCP discover, then a DNS query and a TCP SYN to port
-   443 on ``inet``: the DNS query arrives, the SYN does not; after
-   ``POST /egw/devices/{mac}/approve`` the SYN arrives.
+   443 on ``inet``: the DNS query arrives, the SYN does not. Then (its own IP stack)
+   it fails to connect to ``NAMED``, resolves ``DNS_NAME`` through a responder on
+   ``inet`` (:mod:`topologies.dns_responder`) which answers ``NAMED``, connects to
+   ``NAMED`` but not to ``OTHER`` (both addresses of ``inet``); after
+   ``POST /egw/devices/{mac}/approve`` the SYN arrives and ``OTHER`` connects.
 """
 from __future__ import annotations
 
@@ -32,6 +35,7 @@ log = logging.getLogger(__name__)
 
 REPO = Path(__file__).resolve().parents[1]
 DEVICE_BUNDLE = REPO / "classifier" / "models" / "devices"
+DNS_NAME, NAMED, OTHER = "cdn.vendor.example", "10.0.0.201", "10.0.0.202"
 QUARANTINE_UNKNOWN = """
 device_types:
   unknown_device: {action: quarantine, note: "held to DHCP, DNS and NTP until identified or approved"}
@@ -165,6 +169,7 @@ def run_devices(report_dir: Path, data_dir: Path | None = None, policy: Path | N
     """Run the devices emulation; returns (and writes ``devices.json``) its result."""
     from policies import DEFAULT_POLICY_PATH
     from topologies.controller import RyuProcess
+    from topologies.dns_responder import DnsNamedCheck
     from topologies.mininet_net import build_net, mininet_lock, wait_connected
     from topologies.netns import packet_socket
     from topologies.ovs_service import OvsService
@@ -234,8 +239,13 @@ def run_devices(report_dir: Path, data_dir: Path | None = None, policy: Path | N
             q["dns_reached_wan"] = _arrived(rx, g.MAC(), 53, 1.5)
             gsock.send(syn)
             q["tcp443_reached_wan_before_approval"] = _arrived(rx, g.MAC(), 443, 1.5)
-            q["approve"] = client.approve_device(g.MAC())
-            time.sleep(0.5)
+            with DnsNamedCheck(inet, DNS_NAME, NAMED, OTHER) as named:
+                q["dns_named"] = named.ask(g)
+                q["opened_hosts"] = next((d["opened_hosts"] for d in client.devices()["devices"]
+                                          if d["mac"] == g.MAC()), None)
+                q["approve"] = client.approve_device(g.MAC())
+                time.sleep(0.5)
+                q["other_reached_after_approval"] = named.reaches(g, OTHER)
             _drain(rx)
             gsock.send(syn)
             q["tcp443_reached_wan_after_approval"] = _arrived(rx, g.MAC(), 443, 1.5)
@@ -244,7 +254,7 @@ def run_devices(report_dir: Path, data_dir: Path | None = None, policy: Path | N
             rx.close()
             res["quarantine"] = q
             res["metrics"] = [ln for ln in client.metrics().splitlines()
-                              if ln.startswith("egw_devices")]
+                              if ln.startswith(("egw_devices", "egw_quarantine"))]
         finally:
             net.stop()
         res["ryu_log_tail"] = ryu.log_tail(15)
@@ -264,3 +274,7 @@ def print_devices(res: dict) -> None:
         print(f"  quarantine of {q['mac']} (unknown device): DNS reached the WAN: "
               f"{q['dns_reached_wan']}; TCP 443: {q['tcp443_reached_wan_before_approval']} "
               f"before approval, {q['tcp443_reached_wan_after_approval']} after")
+        n = q.get("dns_named") or {}
+        print(f"  hosts named in DNS answers: before asking {n.get('before')}, resolved "
+              f"{n.get('resolved')}, then {n.get('named')}, another host {n.get('after')}; "
+              f"after approval the other host: {q.get('other_reached_after_approval')}")

@@ -18,7 +18,11 @@ Every line has ``ts`` (Unix time), ``event`` and the event's fields:
 - ``device-new``, ``device``, ``device-approved``, ``device-policy``, ``device-model``: a LAN
   device seen, identified (type, kind, confidence, packets needed, quarantined), approved,
   re-quarantined or released by a policy reload; the device model loaded or not
-  (``ryu_apps.gateway.devices``).
+  (``ryu_apps.gateway.devices``);
+- ``device-dns-open``, ``device-dns-refused``: hosts a DNS answer opened to a quarantined
+  device (name, addresses, next hop, timeouts, hosts closed to make room); a DNS answer
+  or query of it refused (result; at most one line per device, result and minute,
+  every one counted in ``egw_quarantine_dns_total``) (``ryu_apps.gateway.dnsopen``).
 """
 from __future__ import annotations
 

@@ -19,7 +19,7 @@ from policies.watch import FileWatch
 
 from .audit import DecisionLog, NullLog
 from .auth import page
-from .devices import IDENTIFY_PRIORITY, DeviceTable, device_cookie
+from .devices import IDENTIFY_PRIORITY, QUARANTINE_OPEN_PRIORITY, DeviceTable, device_cookie
 from .engine import GatewayEngine
 from .faults import FaultLog
 from .htb import WanHtb
@@ -275,7 +275,8 @@ class Gateway:
             return {}
         if not msgs:
             return {}
-        if any(m.command == "delete" or m.priority != IDENTIFY_PRIORITY for m in msgs):
+        if any(m.priority != QUARANTINE_OPEN_PRIORITY   # hosts a DNS answer opened: no decision
+               and (m.command == "delete" or m.priority != IDENTIFY_PRIORITY) for m in msgs):
             return self._devices_changed(msgs)        # a decision: sessions may change
         return {dpid: msgs}
 

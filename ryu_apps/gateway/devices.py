@@ -15,14 +15,19 @@ and its MAC is not approved, table 0 holds it to DHCP, DNS and NTP: priority
 ``QUARANTINE_ALLOW_PRIORITY`` rules let ``eth_src`` = MAC with UDP 67/547 (DHCP),
 UDP/TCP 53 (DNS), UDP 123 (NTP) and ICMPv6 (neighbour discovery) go on to table 1;
 ``QUARANTINE_DROP_PRIORITY`` drops its other IPv4/IPv6 packets (ARP still passes). DNS
-and NTP go to any address (the gateway does not know the home's resolver); hosts named
-in DNS answers are *not* opened. While it is being identified the quarantine rules
-also copy to the controller. :meth:`DeviceTable.approve` lifts it.
+and NTP go to any address (the gateway does not know the home's resolver). With the
+entry's ``allow_dns_named`` (default on) its DNS queries and the answers it receives are
+also copied to the controller, and an address that an answer from another port gives
+for a name the device asked is opened for the record's TTL
+(``QUARANTINE_OPEN_PRIORITY``; :mod:`ryu_apps.gateway.dnsopen` says how, and what this
+does not protect against). While it is being identified the quarantine rules also copy
+to the controller. :meth:`DeviceTable.approve` lifts it all.
 
 Decisions are persisted (``state_path``, JSON, written atomically on each change) and
 read back at start: a device is not re-identified after a controller restart (its
 setup traffic is over by then); its quarantine rules are sent again when its switch
-connects (a read-back deletes the rules it does not know).
+connects (a read-back deletes the rules it does not know). Hosts opened by DNS answers
+are not persisted: the next answer opens them again.
 """
 from __future__ import annotations
 
@@ -38,6 +43,7 @@ from typing import Callable
 from classifier.devices import DeviceTrack, aggregate
 from classifier.packets import ETH_IPV4, ETH_IPV6, PROTO_TCP, PROTO_UDP
 
+from .dnsopen import DNS_PORT, QUARANTINE_OPEN_PRIORITY, DnsOpener  # noqa: F401 (re-exported)
 from .metrics import dp_label
 from .rules import FORWARD_TABLE, SESSION_TABLE, FlowRule, Message, mac_text
 
@@ -76,9 +82,11 @@ def identify_rules(mac: str, command: str = "add") -> list[FlowRule]:
             for k in ("eth_src", "eth_dst")]
 
 
-def quarantine_rules(mac: str, copy: bool = False, command: str = "add") -> list[FlowRule]:
+def quarantine_rules(mac: str, copy: bool = False, command: str = "add",
+                     dns: bool = False) -> list[FlowRule]:
     """Hold ``eth_src`` = mac to :data:`QUARANTINE_SERVICES`; ``copy``: also to the
-    controller (while the device is being identified)."""
+    controller (while the device is being identified); ``dns``: its DNS queries and the
+    DNS answers sent to it are copied too (``allow_dns_named``)."""
     c = device_cookie(mac)
     acts = (("controller",),) if copy else ()
     out = []
@@ -86,8 +94,15 @@ def quarantine_rules(mac: str, copy: bool = False, command: str = "add") -> list
         m = {"eth_src": mac, "eth_type": _eth(v), "ip_proto": proto}
         if port is not None:
             m[f"{'tcp' if proto == PROTO_TCP else 'udp'}_dst"] = port
-        out.append(FlowRule(SESSION_TABLE, QUARANTINE_ALLOW_PRIORITY, m, actions=acts,
+        out.append(FlowRule(SESSION_TABLE, QUARANTINE_ALLOW_PRIORITY, m,
+                            actions=(("controller",),) if dns and port == DNS_PORT else acts,
                             goto=FORWARD_TABLE, cookie=c, command=command))
+        if dns and port == DNS_PORT:          # the answers it receives
+            l4 = "tcp" if proto == PROTO_TCP else "udp"
+            out.append(FlowRule(SESSION_TABLE, QUARANTINE_ALLOW_PRIORITY,
+                                {"eth_dst": mac, "eth_type": _eth(v), "ip_proto": proto,
+                                 f"{l4}_src": DNS_PORT}, actions=(("controller",),),
+                                goto=FORWARD_TABLE, cookie=c, command=command))
     for v in (4, 6):
         out.append(FlowRule(SESSION_TABLE, QUARANTINE_DROP_PRIORITY,
                             {"eth_src": mac, "eth_type": _eth(v)}, actions=acts, cookie=c,
@@ -116,6 +131,7 @@ class Device:
     reason: str = ""            # model | timeout | no-model | no-data | restored
     decided_at: float | None = None
     quarantined: bool = False
+    dns_named: bool = False     # quarantined with allow_dns_named: DNS answers open hosts
     approved: bool = False
     track: DeviceTrack | None = field(default=None, repr=False)
     last_frames: tuple = field(default=(), repr=False)
@@ -131,7 +147,8 @@ class Device:
                 "state": self.state, "type": self.type, "kind": self.kind,
                 "confidence": round(self.confidence, 4), "packets_needed": self.packets,
                 "windows": self.windows, "reason": self.reason,
-                "quarantined": self.quarantined, "approved": self.approved,
+                "quarantined": self.quarantined, "dns_named": self.dns_named,
+                "approved": self.approved,
                 "first_seen": self.first_seen, "decided_at": self.decided_at}
 
     def record(self) -> dict:
@@ -159,6 +176,7 @@ class DeviceTable:
         self.state_path = Path(state_path) if state_path else None
         self.clock, self.metrics, self.audit = clock, metrics, audit
         self.log = logger or log
+        self.dns = DnsOpener(device_cookie, metrics=metrics, audit=audit, logger=self.log)
         self.devices: dict[str, Device] = {}
         self.skipped = 0        # new devices not tracked: max_tracking reached
         opts = {}
@@ -212,6 +230,30 @@ class DeviceTable:
         hit = self.lookup(d.names())
         return hit is not None and hit[1].action == "quarantine"
 
+    def _hold(self, d: Device) -> None:
+        """Set ``d.quarantined`` and ``d.dns_named`` from the policy; hosts opened by DNS
+        are forgotten when either goes (take :meth:`_held_rules` before)."""
+        d.quarantined = self._wants_quarantine(d)
+        hit = self.lookup(d.names()) if d.quarantined else None
+        d.dns_named = bool(hit and hit[1].allow_dns_named)
+        if not d.dns_named:
+            self.dns.forget(d.mac)
+
+    def _held_rules(self, d: Device, now: float, command: str = "add") -> list[FlowRule]:
+        """The rules of a quarantined device: the quarantine's and its opened hosts'."""
+        copy = d.state == IDENTIFYING
+        return (quarantine_rules(d.mac, copy=copy, command=command, dns=d.dns_named)
+                + self.dns.rules(d.mac, copy, now, command))
+
+    def dns_copy(self, cookie: int) -> bool:
+        """True when a table-0 packet-in with ``cookie`` was copied for the DNS of a
+        quarantined device only (the engine never saw such frames before the copy: the
+        adapter does not give them to it)."""
+        if cookie & ~((1 << 48) - 1) != DEVICE_COOKIE_TAG:
+            return False
+        d = self.devices.get(mac_text((cookie & ((1 << 48) - 1)).to_bytes(6, "big")))
+        return d is not None and d.dns_named and d.state != IDENTIFYING
+
     # ---- packets ---------------------------------------------------------------
     def observe(self, dpid: int, in_port: int, frame: bytes, wan_port: int | None = None,
                 now: float | None = None) -> list[Message]:
@@ -222,7 +264,7 @@ class DeviceTable:
             return []
         now = self.clock() if now is None else now
         src, dst = mac_text(frame[6:12]), mac_text(frame[0:6])
-        msgs: list[Message] = []
+        msgs: list[Message] = self._dns(dpid, in_port, frame, src, dst, now)
         d = self.devices.get(src)
         if d is None and in_port != wan_port and not frame[6] & 1:
             msgs += self._new(src, dpid, in_port, now)
@@ -240,6 +282,18 @@ class DeviceTable:
             msgs += self._decide(d, now, "model")
         return msgs
 
+    def _dns(self, dpid: int, in_port: int, frame: bytes, src: str, dst: str,
+             now: float) -> list[Message]:
+        """A DNS query sent by, or an answer sent to, a quarantined device with
+        ``allow_dns_named``: the hosts an accepted answer opens (``dnsopen``)."""
+        msgs: list[Message] = []
+        for mac, sent in ((src, True), (dst, False)):
+            d = self.devices.get(mac)
+            if d is not None and d.dns_named and d.dpid == dpid:
+                msgs += self.dns.frame(mac, d.port, dpid, in_port, frame, sent,
+                                       copy=d.state == IDENTIFYING, now=now)
+        return msgs
+
     def _new(self, mac: str, dpid: int, port: int, now: float) -> list[Message]:
         tracking = sum(1 for d in self.devices.values() if d.state == IDENTIFYING)
         d = Device(mac, dpid, port, now)
@@ -251,10 +305,10 @@ class DeviceTable:
         d.track = DeviceTrack(bytes.fromhex(mac.replace(":", "")), self.bundle.preprocess,
                               self.windows)
         self.devices[mac] = d
-        d.quarantined = self._wants_quarantine(d)
+        self._hold(d)
         self._audit("device-new", d)
         self._gauge()
-        return quarantine_rules(mac, copy=True) if d.quarantined else identify_rules(mac)
+        return self._held_rules(d, now) if d.quarantined else identify_rules(mac)
 
     def tick(self, now: float | None = None) -> list[Message]:
         """Decide devices tracked for ``max_seconds`` with what they have."""
@@ -263,10 +317,13 @@ class DeviceTable:
         for d in list(self.devices.values()):
             if d.state == IDENTIFYING and now - d.first_seen >= self.max_seconds:
                 msgs += self._decide(d, now, "timeout")
+        self.dns.tick(now)
         return msgs
 
     def _decide(self, d: Device, now: float, reason: str) -> list[Message]:
-        was_tracked, was_quarantined = d.track is not None, d.quarantined
+        was_tracked = d.track is not None
+        before = (self._held_rules(d, now) if d.quarantined else identify_rules(d.mac)
+                  ) if was_tracked else []
         label, conf = UNKNOWN_DEVICE, 0.0
         if d.track is not None:
             X = d.track.vectors()
@@ -285,13 +342,8 @@ class DeviceTable:
         d.state, d.type, d.confidence, d.reason = IDENTIFIED, label, conf, reason
         d.kind = self.kinds.get(label) if label != UNKNOWN_DEVICE else None
         d.decided_at, d.track, d.last_frames = now, None, ()
-        d.quarantined = self._wants_quarantine(d)
-        msgs: list[Message] = []
-        if was_tracked:
-            msgs += (quarantine_rules(d.mac, copy=True, command="delete") if was_quarantined
-                     else identify_rules(d.mac, command="delete"))
-        if d.quarantined:
-            msgs += quarantine_rules(d.mac)
+        self._hold(d)
+        msgs = _replace(before, self._held_rules(d, now) if d.quarantined else [])
         self._audit("device", d)
         self._gauge()
         self._save()
@@ -304,10 +356,11 @@ class DeviceTable:
             return None, []
         msgs: list[Message] = []
         if d.quarantined:
-            msgs += quarantine_rules(d.mac, copy=d.state == IDENTIFYING, command="delete")
-            if d.state == IDENTIFYING:
-                msgs += identify_rules(d.mac)
-        d.approved, d.quarantined = True, False
+            now = self.clock()
+            msgs = _replace(self._held_rules(d, now),
+                            identify_rules(d.mac) if d.state == IDENTIFYING else [])
+        d.approved, d.quarantined, d.dns_named = True, False, False
+        self.dns.forget(d.mac)
         self._audit("device-approved", d)
         self._gauge()
         self._save()
@@ -316,26 +369,29 @@ class DeviceTable:
     def rules_for(self, dpid: int) -> list[Message]:
         """The device rules a switch should hold (after it connects or was read back)."""
         out: list[Message] = []
+        now = self.clock()
         for d in self.devices.values():
             if d.dpid != dpid:
                 continue
-            if d.state == IDENTIFYING:
-                out += quarantine_rules(d.mac, copy=True) if d.quarantined else identify_rules(d.mac)
-            elif d.quarantined:
-                out += quarantine_rules(d.mac)
+            if d.quarantined:
+                out += self._held_rules(d, now)
+            elif d.state == IDENTIFYING:
+                out += identify_rules(d.mac)
         return out
 
     def requarantine(self) -> dict[int, list[Message]]:
         """After a policy change: quarantine or release identified devices to match it."""
         out: dict[int, list[Message]] = {}
+        now = self.clock()
         for d in self.devices.values():
             if d.state != IDENTIFIED:
                 continue
-            want = self._wants_quarantine(d)
-            if want != d.quarantined:
-                d.quarantined = want
-                out.setdefault(d.dpid, []).extend(quarantine_rules(d.mac, command="add" if want
-                                                                   else "delete"))
+            was = (d.quarantined, d.dns_named)
+            before = self._held_rules(d, now) if d.quarantined else []
+            self._hold(d)
+            if (d.quarantined, d.dns_named) != was:
+                after = self._held_rules(d, now) if d.quarantined else []
+                out.setdefault(d.dpid, []).extend(_replace(before, after))
                 self._audit("device-policy", d)
         if out:
             self._gauge()
@@ -344,7 +400,9 @@ class DeviceTable:
 
     # ---- views -------------------------------------------------------------------
     def view(self) -> list[dict]:
-        return [d.view() for d in sorted(self.devices.values(), key=lambda d: d.mac)]
+        now = self.clock()
+        return [{**d.view(), "opened_hosts": self.dns.view(d.mac, now)}
+                for d in sorted(self.devices.values(), key=lambda d: d.mac)]
 
     def _gauge(self) -> None:
         """``egw_devices{dp_id, type}`` (``identifying`` while tracked) and
@@ -369,3 +427,13 @@ class DeviceTable:
         self.log.info("%s %s", event, json.dumps(rec, sort_keys=True, default=str))
         if self.audit is not None:
             self.audit(event, **{k: v for k, v in rec.items() if k not in ("first_seen",)})
+
+
+def _replace(before: list[FlowRule], after: list[FlowRule]) -> list[FlowRule]:
+    """Go from rules ``before`` to ``after``: the new ones first (sent as adds: a rule
+    with the same match and priority is replaced), then deletes of the old ones no new
+    rule replaced (the device is never left without its rules in between)."""
+    keep = {(r.table, r.priority, tuple(sorted(r.match.items()))) for r in after}
+    gone = [FlowRule(r.table, r.priority, dict(r.match), cookie=r.cookie, command="delete")
+            for r in before if (r.table, r.priority, tuple(sorted(r.match.items()))) not in keep]
+    return list(after) + gone

@@ -168,6 +168,14 @@ class Metrics:
             ["type"], registry=r)
         self.devices_quarantined = Gauge(
             "egw_devices_quarantined", "LAN devices held to DHCP, DNS and NTP", registry=r)
+        self.quarantine_dns = Counter(
+            "egw_quarantine_dns", "DNS messages of quarantined devices the gateway read, by "
+            "message (query, answer) and result (recorded, opened, unsolicited, own_port, "
+            "other_port, no_address, ignored, malformed)", ["msg", "result"], registry=r)
+        self.quarantine_hosts = Counter(
+            "egw_quarantine_hosts", "Hosts opened to quarantined devices by DNS answers, by "
+            "event (opened, refreshed, evicted: past the per-device bound)", ["event"],
+            registry=r)
         self.policy_reloads = Counter(
             "egw_policy_reloads", "Policy reloads, by result (ok, rejected)", ["result"],
             registry=r)
