@@ -10,26 +10,15 @@ import logging
 import os
 import shutil
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 
-from ryu_apps import egw_flags
 from ryu_apps.gateway.audit import records
 from ryu_apps.gateway.core import Gateway
-from topologies.builtin_devices import GW_MAC, device_frames
+from tests.unit.test_gateway_devices import DEVICE_MODEL, DPID, LAN, POLICY, WAN, _conf
+from topologies.builtin_devices import device_frames
 
-REPO = Path(__file__).resolve().parents[2]
-DEVICE_MODEL = REPO / "classifier" / "models" / "devices"
-LAN, WAN, DPID = 1, 2, 1
-POLICY = """
-version: 1
-default: {action: allow, dscp: 0}
-wan:
-  uplink_kbps: 20000
-  default_class: be
-  classes: [{name: be, dscp: [CS0], rate_kbps: 20000, prio: 1}]
-"""
+ALLOW = POLICY.replace("quarantine", "allow")     # identification only, nothing held
 
 pytestmark = pytest.mark.skipif(not (DEVICE_MODEL / "labels.json").is_file(),
                                 reason="no device bundle")
@@ -42,16 +31,16 @@ def bundle_dir(tmp_path):
     return d
 
 
-@pytest.fixture
-def gw(tmp_path, bundle_dir):
-    (tmp_path / "p.yaml").write_text(POLICY)
-    c = {o.dest: o.default for o in egw_flags.OPTS}
-    c.update({"egw_wan_htb": False, "egw_policy": str(tmp_path / "p.yaml"),
-              "egw_decision_log": str(tmp_path / "d.jsonl"), "egw_restore": False,
-              "egw_device_model": str(bundle_dir)})
-    g = Gateway(SimpleNamespace(**c))
+def _gateway(tmp_path, bundle_dir) -> Gateway:
+    g = Gateway(_conf(tmp_path, policy=ALLOW, egw_device_model=str(bundle_dir)))
     g.switch_connected(DPID)
     g.ports(DPID, {LAN: "s1-eth1", WAN: "s1-wan"})
+    return g
+
+
+@pytest.fixture
+def gw(tmp_path, bundle_dir):
+    g = _gateway(tmp_path, bundle_dir)
     assert g.device_model.current is not None
     return g
 
@@ -171,17 +160,11 @@ def test_bad_bundle_is_named_once_and_the_last_good_one_keeps_identifying(
 
 def test_bad_bundle_at_start_every_device_unknown_until_fixed(tmp_path, bundle_dir, caplog):
     _two_labels(bundle_dir / "labels.json")
-    (tmp_path / "p.yaml").write_text(POLICY)
-    c = {o.dest: o.default for o in egw_flags.OPTS}
-    c.update({"egw_wan_htb": False, "egw_policy": str(tmp_path / "p.yaml"),
-              "egw_restore": False, "egw_device_model": str(bundle_dir)})
     with caplog.at_level(logging.ERROR):
-        gw = Gateway(SimpleNamespace(**c))
+        gw = _gateway(tmp_path, bundle_dir)
     errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
     assert len(errors) == 1 and str(bundle_dir / "labels.json") in errors[0], errors
     assert "every device is unknown_device" in errors[0]
-    gw.switch_connected(DPID)
-    gw.ports(DPID, {LAN: "s1-eth1", WAN: "s1-wan"})
     first = _identify(gw, "02:cc:00:00:00:01", seeds=range(1))
     assert (first["type"], first["reason"]) == ("unknown_device", "no-model")
     shutil.copy(DEVICE_MODEL / "labels.json", bundle_dir / "labels.json")
