@@ -126,12 +126,17 @@ def devices_lines(results: dict) -> list[str]:
     dev = results.get("devices")
     if not dev:
         return []
-    L = ["## Devices identified live", "",
-         f"A third run after the QoS runs (its own gateway, with the device model, and "
-         f"network; {dev.get('wall_s')} s): each device replays the setup capture of "
-         f"{dev['source']} from its own MAC; `GET /egw/devices` then says what the gateway "
-         f"made of it (decided after {dev.get('max_seconds')} s at the latest).", "",
-         "| host | MAC | capture | true type | identified as | kind | confidence | "
+    return ["## Devices identified live", "",
+            f"A third run after the QoS runs (its own gateway, with the device model, and "
+            f"network; {dev.get('wall_s')} s): each device replays the setup capture of "
+            f"{dev['source']} from its own MAC; `GET /egw/devices` then says what the gateway "
+            f"made of it (decided after {dev.get('max_seconds')} s at the latest).", "",
+            *devices_table(dev), ""]
+
+
+def devices_table(dev: dict) -> list[str]:
+    """The devices run's table and its quarantine sentence (the report, docs/smart_home.md)."""
+    L = ["| host | MAC | capture | true type | identified as | kind | confidence | "
          "packets needed | reason |", "|---|---|---|---|---|---|---:|---:|---|"]
     for r in dev.get("devices", []):
         conf = "" if r.get("confidence") is None else f"{r['confidence']:.2f}"
@@ -147,7 +152,7 @@ def devices_lines(results: dict) -> list[str]:
               f"{yes.get(q['tcp443_reached_wan_before_approval'])} before "
               f"`POST /egw/devices/{{mac}}/approve`, "
               f"{yes.get(q['tcp443_reached_wan_after_approval'])} after."]
-    return L + [""]
+    return L
 
 
 def cpu_lines(results: dict) -> list[str]:

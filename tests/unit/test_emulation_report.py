@@ -219,6 +219,14 @@ def test_devices_run_in_results_report_and_summary(results, capsys):
     assert ("iot1 00:17:88:24:76:ff: identified as HueBridge (true: HueBridge), confidence "
             "0.91, 64 packets needed (model)") in out
     assert "DNS reached the WAN: True; TCP 443: False before approval, True after" in out
+    import sys
+    sys.path.insert(0, str(scenario.REPO / "benchmarks"))
+    import models_doc
+
+    doc = models_doc.smart_home_devices(res)
+    assert doc.startswith("Source: held-out IoT Sentinel captures; the run took 22 s.")
+    assert "| TP-LinkPlugHS100 | plug | 0.48 | 20 | timeout |" in doc and "yes after." in doc
+    assert models_doc.smart_home_devices(res0).startswith("Not in this run")
 
 
 def test_devices_ok_needs_every_device_identified_and_the_quarantine_to_hold():
