@@ -34,7 +34,8 @@ def register(sub) -> None:
                    "its latency (default 10; 0 skips it)")
     p.add_argument("--no-devices", action="store_true",
                    help="smart_home: skip the devices run (after the QoS runs)")
-    p.add_argument("--data", type=Path, help="folder with iscx-apps/ (default ../shared/data)")
+    p.add_argument("--data", type=Path,
+                   help="folder with iscx-apps/ and iot-sentinel/ (default ../shared/data)")
     p.add_argument("--report", type=Path, help="report directory (default reports/<topo>)")
     p.set_defaults(func=_emulate)
 

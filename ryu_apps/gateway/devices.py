@@ -64,19 +64,6 @@ def device_cookie(mac: str) -> int:
     return DEVICE_COOKIE_TAG | int(mac.replace(":", ""), 16)
 
 
-def _options(bundle) -> dict:
-    from classifier.evaluate_devices import device_options
-    return (device_options(bundle) or {}) if bundle is not None else {}
-
-
-def _windows(bundle) -> int:
-    return int(_options(bundle).get("windows", 1))
-
-
-def _kinds(bundle) -> dict:
-    return _options(bundle).get("kinds") or {}
-
-
 def _eth(v: int) -> int:
     return ETH_IPV4 if v == 4 else ETH_IPV6
 
@@ -153,6 +140,19 @@ class Device:
         for k in ("track", "model", "last_frames", "first_seen", "decided_at"):
             d.pop(k)
         return d
+
+
+def _options(bundle) -> dict:
+    from classifier.evaluate_devices import device_options
+    return (device_options(bundle) or {}) if bundle is not None else {}
+
+
+def _windows(bundle) -> int:
+    return int(_options(bundle).get("windows", 1))
+
+
+def _kinds(bundle) -> dict:
+    return _options(bundle).get("kinds") or {}
 
 
 class DeviceTable:
