@@ -196,6 +196,19 @@ def smart_home_decision(res: dict) -> str:
     return "\n".join(out)
 
 
+def smart_home_devices(res: dict) -> str:
+    dev = res.get("devices")
+    if not dev:
+        return ("Not in this run: `docs/results/smart_home.json` predates the devices run; the "
+                "next `egw emulate` run's `results.json` fills this table.")
+    if str(REPO) not in sys.path:
+        sys.path.insert(0, str(REPO))
+    from topologies.report import devices_table
+
+    return "\n".join([f"Source: {dev['source']}; the run took {dev['wall_s']:.0f} s.", "",
+                      *devices_table(dev)])
+
+
 def audit_table(res: dict) -> str:
     p, imp = res["probe"], res["importance"]
     out = ["| field | macro-F1 drop when shuffled | samples with it |", "|---|---:|---:|"]
@@ -458,7 +471,8 @@ RENDERERS = {"demo-printout": ("smart_home", demo_printout),
              "smart-home-priority": ("smart_home", smart_home_priority),
              "smart-home-flows": ("smart_home", smart_home_flows),
              "smart-home-idle": ("smart_home", smart_home_idle),
-             "smart-home-decision": ("smart_home", smart_home_decision),"tinykp-selection": ("tinykp_selection", selection_table),"families": ("families", families_table),
+             "smart-home-decision": ("smart_home", smart_home_decision),
+             "smart-home-devices": ("smart_home", smart_home_devices),"tinykp-selection": ("tinykp_selection", selection_table),"families": ("families", families_table),
              "label-efficiency": ("label_efficiency", label_table),
              "min-confidence": ("min_confidence", min_confidence_table)}
 

@@ -79,7 +79,11 @@ class _Runner:
 
         self.path = path
         try:
-            self.interp = Interpreter(model_path=str(path), num_threads=1)
+            # From bytes in memory, not model_path: LiteRT maps that file, and a file
+            # rewritten in place under a running gateway (a new bundle copied over the
+            # old) would then kill the process with SIGBUS at the next inference.
+            self._model = path.read_bytes()
+            self.interp = Interpreter(model_content=self._model, num_threads=1)
             self.interp.allocate_tensors()
         except Exception as exc:  # LiteRT raises ValueError/RuntimeError on bad files
             raise BundleError(f"{path}: cannot load TFLite model ({exc})") from exc

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from classifier.bundle import Bundle
+from classifier.bundle import Bundle, BundleError, load_bundle
 from classifier.metrics import format_report, report
 
 
@@ -23,6 +23,23 @@ def device_options(bundle: Bundle) -> dict | None:
     opts = ((bundle.card.get("data") or {}).get("manifest") or {}).get("options") or {}
     dev = opts.get("device")
     return dev if isinstance(dev, dict) else None
+
+
+def load_device_bundle(path, prefer_int8: bool = True) -> Bundle:
+    """:func:`classifier.bundle.load_bundle`, and the bundle must be a device model: its
+    card has the ``device`` options with a positive ``windows`` (else a
+    :class:`BundleError` naming ``card.json``). What the gateway loads and reloads."""
+    b = load_bundle(path, prefer_int8=prefer_int8)
+    dev = device_options(b)
+    card = Path(path) / "card.json"
+    if dev is None:
+        raise BundleError(f"{card}: not a device model (no data.manifest.options.device; "
+                          "build its dataset with `egw dataset build --by device`)")
+    w = dev.get("windows", 1)
+    if not isinstance(w, int) or isinstance(w, bool) or w < 1:
+        raise BundleError(f"{card}: data.manifest.options.device.windows must be a positive "
+                          f"integer, not {w!r}")
+    return b
 
 
 def confusable_pairs(rep: dict, labels: list[str], threshold: float) -> list[dict]:

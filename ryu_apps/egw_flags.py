@@ -92,8 +92,9 @@ OPTS = [
     cfg.IntOpt("egw-decision-log-backups", default=5, min=0,
                help="rotated decision logs kept (FILE.1 ... FILE.N)"),
     cfg.FloatOpt("egw-model-watch", default=2.0, min=0.0,
-                 help="seconds between checks of the model bundle's files (0: off); a "
-                      "changed bundle is reloaded, a bad one rejected (last good kept)"),
+                 help="seconds between checks of the model bundle's and the device model's "
+                      "files (0: off); a changed bundle is reloaded, a bad one rejected (last "
+                      "good kept)"),
     cfg.StrOpt("egw-device-model", default="",
                help="device model bundle (e.g. classifier/models/devices): identify each new "
                     "LAN device from its first packets; empty: every device is unknown_device"),

@@ -15,9 +15,10 @@ def register(sub) -> None:
         "enforcement and priority; tear down only what was started. Needs root.",
     )
     p.add_argument("--topo", choices=TOPOS, default="smart_home",
-                   help="smart_home (default): the full scenario; basic: ping + TCP only; "
-                   "devices: IoT devices replay held-out setup captures and are identified, "
-                   "an unknown one is quarantined until approved")
+                   help="smart_home (default): the full scenario, its devices run last; "
+                   "basic: ping + TCP only; devices: the devices run alone (IoT devices "
+                   "replay held-out setup captures and are identified, an unknown one is "
+                   "quarantined until approved)")
     p.add_argument("--policy", type=Path, help="policy YAML (default: policies/smart_home.yaml)")
     p.add_argument("--model", type=Path, help="model bundle (default: the embedded one)")
     p.add_argument("--duration", type=float, default=20.0,
@@ -31,7 +32,10 @@ def register(sub) -> None:
     p.add_argument("--idle-duration", type=float, default=10.0,
                    help="seconds of the probe alone before the QoS phase, the reference for "
                    "its latency (default 10; 0 skips it)")
-    p.add_argument("--data", type=Path, help="folder with iscx-apps/ (default ../shared/data)")
+    p.add_argument("--no-devices", action="store_true",
+                   help="smart_home: skip the devices run (after the QoS runs)")
+    p.add_argument("--data", type=Path,
+                   help="folder with iscx-apps/ and iot-sentinel/ (default ../shared/data)")
     p.add_argument("--report", type=Path, help="report directory (default reports/<topo>)")
     p.set_defaults(func=_emulate)
 
@@ -53,18 +57,14 @@ def _emulate(args) -> int:
         res = devices_phase.run_devices(report, data_dir=args.data, policy=args.policy)
         devices_phase.print_devices(res)
         print(f"report: {report / 'devices.json'}")
-        q = res.get("quarantine") or {}
-        ok = (all(r["state"] == "identified" for r in res.get("devices", []))
-              and q.get("dns_reached_wan") and not q.get("tcp443_reached_wan_before_approval")
-              and q.get("tcp443_reached_wan_after_approval"))
-        return 0 if ok else 1
+        return 0 if devices_phase.devices_ok(res) else 1
 
     from topologies.scenario import ScenarioConfig, run_scenario
 
     cfg = ScenarioConfig(policy=args.policy, model=args.model, duration=args.duration,
                          uplink_mbit=args.uplink_mbit, replay_per_class=args.replay_per_class,
                          baseline=not args.no_baseline, data_dir=args.data, report_dir=report,
-                         idle_duration=args.idle_duration)
+                         idle_duration=args.idle_duration, devices=not args.no_devices)
     res = run_scenario(cfg)
     print_summary(res)
     print(f"report: {report / 'report.md'}")
@@ -107,6 +107,10 @@ def print_summary(res: dict) -> None:
         print(f"p95 latency ratio (policy, saturated / idle): "
               f"{res['latency_p95_ratio_policy_over_idle']}x "
               f"(goal <= {res.get('latency_p95_goal_policy_over_idle', 2.0)}x)")
+    if res.get("devices"):
+        from topologies.devices_phase import print_devices
+
+        print_devices(res["devices"])
     ovs = ((res.get("cpu") or {}).get("policy") or {}).get("processes", {}).get("ovs-vswitchd")
     if ovs and ovs.get("threads"):
         c = res["cpu"]["policy"]

@@ -1,5 +1,8 @@
 """The devices emulation (issue 14): smart-home devices join, the gateway names them, an
-unknown one is held in quarantine until approved. ``egw emulate --topo devices``.
+unknown one is held in quarantine until approved. ``egw emulate --topo devices`` runs it
+alone; the smart-home scenario (``egw emulate``, :mod:`topologies.scenario`) runs it as
+its last phase, after the QoS runs (its own gateway and network: nothing of it runs
+while the probe's latency is measured).
 
 1. ``ryu-manager`` runs with the device model (``--egw-device-model``) and a policy whose
    ``device_types`` quarantine ``unknown_device`` (a device not identified yet, or below
@@ -28,6 +31,7 @@ import json
 import logging
 import select
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -165,8 +169,9 @@ def _wait_devices(client, macs, until, timeout: float) -> list[dict]:
 
 def run_devices(report_dir: Path, data_dir: Path | None = None, policy: Path | None = None,
                 bundle_dir: Path = DEVICE_BUNDLE, max_seconds: float = 15.0,
-                max_gap: float = 0.2) -> dict:
-    """Run the devices emulation; returns (and writes ``devices.json``) its result."""
+                max_gap: float = 0.2, lock: bool = True) -> dict:
+    """Run the devices emulation; returns (and writes ``devices.json``) its result.
+    ``lock``: take the Mininet lock (False: the caller holds it)."""
     from policies import DEFAULT_POLICY_PATH
     from topologies.controller import RyuProcess
     from topologies.dns_responder import DnsNamedCheck
@@ -192,7 +197,8 @@ def run_devices(report_dir: Path, data_dir: Path | None = None, policy: Path | N
             "--egw-wan-port", "egw1-eth1", "--egw-device-max-seconds", str(max_seconds),
             "--egw-device-state", str(state),
             "--egw-decision-log", str(report_dir / "decisions.jsonl"), "--noegw-wan-htb"]
-    with mininet_lock(), OvsService() as ovs, \
+    t_start = time.monotonic()
+    with mininet_lock() if lock else nullcontext(), OvsService() as ovs, \
             RyuProcess(extra_args=args, log_path=report_dir / "ryu.log") as ryu:
         ovs.activate()
         client = ryu.client()
@@ -258,12 +264,23 @@ def run_devices(report_dir: Path, data_dir: Path | None = None, policy: Path | N
         finally:
             net.stop()
         res["ryu_log_tail"] = ryu.log_tail(15)
+    res["wall_s"] = round(time.monotonic() - t_start, 1)
     (report_dir / "devices.json").write_text(json.dumps(res, indent=1, default=str) + "\n")
     return res
 
 
+def devices_ok(res: dict) -> bool:
+    """Every replayed device identified; the unknown one reached DNS, and the internet
+    only once approved."""
+    q = res.get("quarantine") or {}
+    return bool(res.get("devices") and all(r["state"] == "identified" for r in res["devices"])
+                and q.get("dns_reached_wan") and not q.get("tcp443_reached_wan_before_approval")
+                and q.get("tcp443_reached_wan_after_approval"))
+
+
 def print_devices(res: dict) -> None:
-    print(f"devices ({res['source']}):")
+    took = f", {res['wall_s']} s" if res.get("wall_s") is not None else ""
+    print(f"devices ({res['source']}{took}):")
     for r in res.get("devices", []):
         truth = f" (true: {r['true_type']})" if r["true_type"] else ""
         conf = r["confidence"] if r["confidence"] is not None else 0.0

@@ -120,6 +120,41 @@ def time_to_decision_lines(results: dict) -> list[str]:
     return L + [""]
 
 
+def devices_lines(results: dict) -> list[str]:
+    """The devices run: each replayed device as the gateway identified it, and the unknown
+    device's quarantine."""
+    dev = results.get("devices")
+    if not dev:
+        return []
+    return ["## Devices identified live", "",
+            f"A third run after the QoS runs (its own gateway, with the device model, and "
+            f"network; {dev.get('wall_s')} s): each device replays the setup capture of "
+            f"{dev['source']} from its own MAC; `GET /egw/devices` then says what the gateway "
+            f"made of it (decided after {dev.get('max_seconds')} s at the latest).", "",
+            *devices_table(dev), ""]
+
+
+def devices_table(dev: dict) -> list[str]:
+    """The devices run's table and its quarantine sentence (the report, docs/smart_home.md)."""
+    L = ["| host | MAC | capture | true type | identified as | kind | confidence | "
+         "packets needed | reason |", "|---|---|---|---|---|---|---:|---:|---|"]
+    for r in dev.get("devices", []):
+        conf = "" if r.get("confidence") is None else f"{r['confidence']:.2f}"
+        L.append(f"| {r['host']} | {r['mac']} | {r['capture']} | {r['true_type'] or ''} | "
+                 f"{r.get('type') or r.get('state')} | {r.get('kind') or ''} | {conf} | "
+                 f"{r.get('packets_needed') or ''} | {r.get('reason') or ''} |")
+    q = dev.get("quarantine")
+    if q:
+        yes = {True: "yes", False: "no"}
+        L += ["", f"Quarantine: a new device ({q['mac']}, `unknown_device` under the policy's "
+              f"`device_types`) was held: {yes.get(q['quarantined'])}. Its DNS query reached "
+              f"the WAN: {yes.get(q['dns_reached_wan'])}; its TCP SYN to port 443: "
+              f"{yes.get(q['tcp443_reached_wan_before_approval'])} before "
+              f"`POST /egw/devices/{{mac}}/approve`, "
+              f"{yes.get(q['tcp443_reached_wan_after_approval'])} after."]
+    return L
+
+
 def cpu_lines(results: dict) -> list[str]:
     cpu = results.get("cpu")
     if not cpu:
@@ -216,7 +251,7 @@ def write_report(report_dir: Path, results: dict, pol, base, idle=None) -> Path:
               f"the probe alone (idle, same gateway); goal <= {goal}x: "
               f"{'met' if ratio <= goal else 'not met'}."]
     L += ["", f"![latency]({files['latency']})", "", f"![throughput]({files['throughput']})", ""]
-    L += time_to_decision_lines(results) + cpu_lines(results)
+    L += time_to_decision_lines(results) + devices_lines(results) + cpu_lines(results)
     path = report_dir / "report.md"
     path.write_text("\n".join(L))
     return path

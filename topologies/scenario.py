@@ -18,6 +18,12 @@ and the :class:`~topologies.smart_home.SmartHomeTopo` network:
    The baseline run repeats the QoS phase with a flat policy (no marking, no
    meters, one WAN class at the same uplink rate): same bottleneck, no QoS.
 
+3. **Devices** (a third, short run after both QoS runs: its own gateway with the device
+   model, and network, so nothing of it runs while the probe's latency is measured):
+   IoT devices replay held-out IoT Sentinel setup captures from their own MACs and are
+   identified live, and an unknown device reaches DNS but not the internet until it is
+   approved (:func:`topologies.devices_phase.run_devices`; ``devices`` in the results).
+
 Between the replay and the QoS phase of the policy run, an **idle** phase sends
 the probe alone through the same gateway: the physical reference for its latency
 (``latency_p95_ratio_policy_over_idle``). During the idle and QoS phases the CPU of
@@ -79,6 +85,7 @@ class ScenarioConfig:
     data_dir: Path | None = None         # ../shared/data
     baseline: bool = True
     idle_duration: float = 10.0          # seconds of the probe alone (0: no idle phase)
+    devices: bool = True                 # the devices run after the QoS runs
     report_dir: Path = Path("reports/smart_home")
 
 
@@ -434,8 +441,9 @@ def _run_once(cfg: ScenarioConfig, name: str, policy_path: Path, replay_plan=Non
 
 
 def run_scenario(cfg: ScenarioConfig) -> dict:
-    """Run the policy run (replay + QoS with a live policy change) and the baseline run;
-    write ``report.md``, ``results.json`` and plots into ``cfg.report_dir``."""
+    """Run the policy run (replay + QoS with a live policy change), the baseline run and
+    the devices run; write ``report.md``, ``results.json`` and plots into
+    ``cfg.report_dir`` (the devices run's files into its ``devices/``)."""
     from classifier.bundle import DEFAULT_BUNDLE_DIR, load_bundle
     from policies import DEFAULT_POLICY_PATH
     from topologies.report import write_report
@@ -458,7 +466,14 @@ def run_scenario(cfg: ScenarioConfig) -> dict:
         if cfg.baseline:
             base_path = _write_policy(baseline_policy(pol), cfg.report_dir / "baseline.yaml")
             baseline, _, _ = _run_once(cfg, "baseline", base_path)
-    results = summarize(cfg, bundle, with_policy, baseline, replayed, source, idle=idle)
+        devices = None
+        if cfg.devices:     # after every QoS measurement: it never shares their time
+            from topologies.devices_phase import run_devices
+
+            devices = run_devices(cfg.report_dir / "devices", data_dir=cfg.data_dir,
+                                  policy=cfg.policy, lock=False)
+    results = summarize(cfg, bundle, with_policy, baseline, replayed, source, idle=idle,
+                        devices=devices)
     results["wall_s"] = round(time.time() - t_start, 1)
     (cfg.report_dir / "results.json").write_text(json.dumps(results, indent=2, default=str))
     write_report(cfg.report_dir, results, with_policy, baseline, idle=idle)
@@ -475,7 +490,7 @@ def _probe_stats(run: RunResult) -> dict:
 
 
 def summarize(cfg, bundle, pol: RunResult, base: RunResult | None, replayed, source,
-              idle: RunResult | None = None) -> dict:
+              idle: RunResult | None = None, devices: dict | None = None) -> dict:
     table = (classification_table(replayed, pol.replay_sessions or pol.gateway_sessions)
              if replayed else None)
     out: dict = {
@@ -544,6 +559,8 @@ def summarize(cfg, bundle, pol: RunResult, base: RunResult | None, replayed, sou
         if base is not None:
             out["latency_p95_ratio_baseline_over_idle"] = (
                 round(out["baseline"]["probe_p95_ms"] / i, 1) if ok else None)
+    if devices is not None:    # its ryu log tail stays in devices/devices.json
+        out["devices"] = {k: v for k, v in devices.items() if k != "ryu_log_tail"}
     loads = {r.name: r.load for r in (idle, pol, base) if r is not None and r.load}
     if loads:
         out["cpu"] = {n: ld["cpu"] for n, ld in loads.items()}

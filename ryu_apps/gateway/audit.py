@@ -14,11 +14,11 @@ Every line has ``ts`` (Unix time), ``event`` and the event's fields:
   dpid, flow, device, class, confidence, reason, action, policy entry, DSCP, rate, meter);
 - ``policy``: a policy loaded or rejected (trigger, path, ok, summary or error);
 - ``model``: a model bundle loaded or rejected (trigger, path, ok, message);
+  ``device-model``: the same for the device model;
 - ``restore``: a switch's read-back adopted (sessions, stale rules, meters) or given up;
-- ``device-new``, ``device``, ``device-approved``, ``device-policy``, ``device-model``: a LAN
+- ``device-new``, ``device``, ``device-approved``, ``device-policy``: a LAN
   device seen, identified (type, kind, confidence, packets needed, quarantined), approved,
-  re-quarantined or released by a policy reload; the device model loaded or not
-  (``ryu_apps.gateway.devices``);
+  re-quarantined or released by a policy reload (``ryu_apps.gateway.devices``);
 - ``device-dns-open``, ``device-dns-refused``: hosts a DNS answer opened to a quarantined
   device (name, addresses, next hop, timeouts, hosts closed to make room); a DNS answer
   or query of it refused (result; at most one line per device, result and minute,

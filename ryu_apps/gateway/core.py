@@ -50,6 +50,7 @@ class Gateway:
         self.log = logger or logging.getLogger("egw")
         self.metrics = Metrics().switch(None)
         self.metrics.zero(policy_reloads=("ok", "rejected"), model_reloads=("ok", "rejected"),
+                          device_model_reloads=("ok", "rejected"),
                           errors=("classifier", "preprocess"))
         self.faults = FaultLog(self.metrics, self.log)
         self.audit = self._open_audit()
@@ -139,24 +140,21 @@ class Gateway:
     def _load_devices(self) -> DeviceTable:
         """The device table, with the device model (``egw_device_model``) when one is
         given and loads; without it every device is ``unknown_device`` (forwarding and
-        session classification do not depend on it)."""
+        session classification do not depend on it). The device model is held and
+        reloaded as the session model is (:class:`ModelHolder`, :meth:`watch`): a bad
+        bundle at start-up is loaded once its files change."""
+        from classifier.evaluate_devices import load_device_bundle
+
         path = getattr(self.conf, "egw_device_model", "") or ""
-        bundle = None
+        self.device_model = None
         if path:
-            from classifier.bundle import load_bundle
-            from classifier.evaluate_devices import device_options
-            try:
-                bundle = load_bundle(path, prefer_int8=self.conf.egw_prefer_int8)
-                if device_options(bundle) is None:
-                    raise ValueError(f"{path}: not a device model (its card has no "
-                                     "data.manifest.options.device)")
-                self.log.info("device model %s: %d types", path, len(bundle.labels))
-            except Exception as exc:
-                self.faults.report("device_model", exc, f"cannot load the device model {path}; "
-                                   "every device is unknown_device")
-                bundle = None
-            self.audit.write("device-model", path=path, ok=bundle is not None)
+            self.device_model = ModelHolder(path, loader=load_device_bundle,
+                                            prefer_int8=self.conf.egw_prefer_int8,
+                                            name="device model",
+                                            empty="every device is unknown_device")
+            self._load_holder(self.device_model, "start")
         policy = self.policy
+        bundle = self.device_model.current if self.device_model is not None else None
         return DeviceTable(bundle, lambda names: policy.current.device_type_entry(names),
                            max_seconds=float(getattr(self.conf, "egw_device_max_seconds", 30.0)),
                            state_path=getattr(self.conf, "egw_device_state", "") or None,
@@ -287,6 +285,8 @@ class Gateway:
     def devices_view(self) -> dict:
         return {"devices": self.devices.view(),
                 "model": str(self.devices.bundle.path) if self.devices.bundle is not None else None,
+                "model_error": (self.device_model.last_error if self.device_model is not None
+                                else None),
                 "persisted_to": str(self.devices.state_path) if self.devices.state_path else None}
 
     def flush(self) -> Outbox:
@@ -304,12 +304,16 @@ class Gateway:
                 self.sighup = False
                 _merge(out, self.reload_policy("SIGHUP")[2])
                 _merge(out, self.reload_model("SIGHUP")[2])
+                self.reload_device_model("SIGHUP")
                 return out
             if self.conf.egw_policy_watch > 0 and self.policy.changed_on_disk():
                 _merge(out, self.reload_policy("file change")[2])
             if (self.conf.egw_model_watch > 0 and self.model is not None
                     and self.model.changed_on_disk()):
                 _merge(out, self.reload_model("file change")[2])
+            if (self.conf.egw_model_watch > 0 and self.device_model is not None
+                    and self.device_model.changed_on_disk()):
+                self.reload_device_model("file change")
         except Exception as exc:
             self.faults.report("reload", exc, "reload failed")
         return out
@@ -318,18 +322,41 @@ class Gateway:
         """Re-read the model bundle; a bad one is rejected, the running model kept."""
         if self.model is None:
             return False, "no model bundle configured", {}
-        ok, msg = self.model.load()
-        self.audit.write("model", trigger=trigger, path=str(self.model.path), ok=ok,
-                         message=msg)
+        ok, msg = self._load_holder(self.model, trigger)
         if not ok:
-            self.metrics.model_reloads.labels("rejected").inc()
-            self.faults.report("model", msg, f"model reload ({trigger})")
             return False, msg, {}
-        self.metrics.model_reloads.labels("ok").inc()
-        self.log.info("model reload (%s): %s", trigger, msg)
         b = self.bundle
         return True, msg, {dpid: eng.set_model(b.preprocess, self.model.classify)
                            for dpid, eng in list(self.engines.items())}
+
+    def reload_device_model(self, trigger: str) -> tuple[bool, str]:
+        """Re-read the device model; a bad one is rejected, the running one kept. A good
+        one identifies the devices first seen from now on (decisions made stay)."""
+        if self.device_model is None:
+            return False, "no device model configured"
+        ok, msg = self._load_holder(self.device_model, trigger)
+        if ok:
+            self.devices.set_bundle(self.device_model.current)
+        return ok, msg
+
+    def _load_holder(self, holder: ModelHolder, trigger: str) -> tuple[bool, str]:
+        """(Re)load the session or device model: audited (``model`` / ``device-model``),
+        counted (``egw_model_reloads_total`` / ``egw_device_model_reloads_total``), a
+        rejection logged once per cause naming the file (the running bundle kept)."""
+        kind = holder.name.replace(" ", "_")                 # model | device_model
+        ok, msg = holder.load()
+        self.audit.write(kind.replace("_", "-"), trigger=trigger, path=str(holder.path),
+                         ok=ok, message=msg)
+        start = trigger == "start"
+        if not ok or not start:            # as the session model: a good start is no reload
+            getattr(self.metrics, f"{kind}_reloads").labels("ok" if ok else "rejected").inc()
+        if not ok:
+            self.faults.report(kind, msg, f"{holder.name} {'load' if start else 'reload'} "
+                               f"({trigger})")
+        else:
+            self.log.info("%s %s (%s): %s", holder.name, "loaded" if start else "reload",
+                          trigger, msg)
+        return ok, msg
 
     def reload_policy(self, trigger: str) -> tuple[bool, str, Outbox]:
         """Re-read the policy file; a good one is applied to existing sessions too."""
@@ -385,6 +412,8 @@ class Gateway:
         return {"ok": True, "switches": [f"{d:016x}" for d in switches],
                 "model": str(self.bundle.path) if self.bundle is not None else None,
                 "model_error": self.model.last_error if self.model is not None else None,
+                "device_model_error": (self.device_model.last_error
+                                       if self.device_model is not None else None),
                 "policy_error": self.policy.last_error,
                 "errors": self.faults.describe(),
                 "labels": self.bundle.labels if self.bundle is not None else [],

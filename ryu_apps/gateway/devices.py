@@ -134,6 +134,7 @@ class Device:
     dns_named: bool = False     # quarantined with allow_dns_named: DNS answers open hosts
     approved: bool = False
     track: DeviceTrack | None = field(default=None, repr=False)
+    model: object = field(default=None, repr=False)   # the bundle its track was cut for
     last_frames: tuple = field(default=(), repr=False)
 
     def names(self) -> tuple[str, ...]:
@@ -153,9 +154,22 @@ class Device:
 
     def record(self) -> dict:
         d = asdict(self)
-        for k in ("track", "last_frames", "first_seen", "decided_at"):
+        for k in ("track", "model", "last_frames", "first_seen", "decided_at"):
             d.pop(k)
         return d
+
+
+def _options(bundle) -> dict:
+    from classifier.evaluate_devices import device_options
+    return (device_options(bundle) or {}) if bundle is not None else {}
+
+
+def _windows(bundle) -> int:
+    return int(_options(bundle).get("windows", 1))
+
+
+def _kinds(bundle) -> dict:
+    return _options(bundle).get("kinds") or {}
 
 
 class DeviceTable:
@@ -163,7 +177,9 @@ class DeviceTable:
     with ``device_options``) or None (every device is ``unknown_device`` at once);
     ``lookup(names) -> (name, DeviceType) | None``: the policy's ``device_types``;
     ``metrics``: the process's :class:`~ryu_apps.gateway.metrics.Metrics`; ``audit``:
-    ``DecisionLog.write``."""
+    ``DecisionLog.write``. :meth:`set_bundle` swaps the device model (a reload): devices
+    first seen from then on are identified with the new one; a device being identified
+    finishes with the bundle its track was cut for; decisions made stay."""
 
     def __init__(self, bundle=None, lookup: Callable | None = None, *,
                  max_seconds: float = 30.0, max_tracking: int = 64,
@@ -179,13 +195,13 @@ class DeviceTable:
         self.dns = DnsOpener(device_cookie, metrics=metrics, audit=audit, logger=self.log)
         self.devices: dict[str, Device] = {}
         self.skipped = 0        # new devices not tracked: max_tracking reached
-        opts = {}
-        if bundle is not None:
-            from classifier.evaluate_devices import device_options
-            opts = device_options(bundle) or {}
-        self.windows = int(opts.get("windows", 1))
-        self.kinds = opts.get("kinds") or {}
+        self.set_bundle(bundle)
         self._load()
+
+    def set_bundle(self, bundle) -> None:
+        """The device model new devices are identified with (None: none)."""
+        self.bundle = bundle
+        self.windows = _windows(bundle)
 
     # ---- persistence -----------------------------------------------------------
     def _load(self) -> None:
@@ -304,6 +320,7 @@ class DeviceTable:
             return self._decide(d, now, "no-model" if self.bundle is None else "busy")
         d.track = DeviceTrack(bytes.fromhex(mac.replace(":", "")), self.bundle.preprocess,
                               self.windows)
+        d.model = self.bundle
         self.devices[mac] = d
         self._hold(d)
         self._audit("device-new", d)
@@ -331,17 +348,18 @@ class DeviceTable:
             if len(X) == 0:
                 reason = "no-data"
             else:
+                b = d.model
                 try:
-                    p = aggregate(self.bundle.predict(X))
+                    p = aggregate(b.predict(X))
                     i = int(p.argmax())
                     conf = float(p[i])
-                    label = self.bundle.labels[i] if conf >= self.bundle.threshold else UNKNOWN_DEVICE
+                    label = b.labels[i] if conf >= b.threshold else UNKNOWN_DEVICE
                 except Exception as exc:      # a broken model never stops forwarding
                     self.log.warning("device %s: classification failed: %s", d.mac, exc)
                     reason = "error"
         d.state, d.type, d.confidence, d.reason = IDENTIFIED, label, conf, reason
-        d.kind = self.kinds.get(label) if label != UNKNOWN_DEVICE else None
-        d.decided_at, d.track, d.last_frames = now, None, ()
+        d.kind = _kinds(d.model).get(label) if label != UNKNOWN_DEVICE else None
+        d.decided_at, d.track, d.model, d.last_frames = now, None, None, ()
         self._hold(d)
         msgs = _replace(before, self._held_rules(d, now) if d.quarantined else [])
         self._audit("device", d)

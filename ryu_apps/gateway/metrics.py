@@ -135,6 +135,9 @@ class Metrics:
         self.model_reloads = Counter(
             "egw_model_reloads", "Model bundle reloads, by result (ok, rejected)", ["result"],
             registry=r)
+        self.device_model_reloads = Counter(
+            "egw_device_model_reloads", "Device model bundle reloads, by result (ok, rejected)",
+            ["result"], registry=r)
         self.sessions_active = Gauge(
             "egw_sessions_active", "Sessions in the session table", registry=r)
         self.sessions_expired = Counter(

@@ -7,6 +7,10 @@ the loader's message (it names the file) and the **last good model keeps running
 running gateway changes nothing until a good bundle is back). Without any good
 model (a bad bundle at start-up) ``current`` is None and every session is
 ``unknown`` (fail-open: the ``unknown``/default policy).
+
+The device model (``egw_device_model``) is held by one too, with
+:func:`classifier.evaluate_devices.load_device_bundle` as its ``loader`` (``name``
+"device model", ``empty``: what happens without one).
 """
 from __future__ import annotations
 
@@ -24,8 +28,10 @@ WATCHED = ("labels.json", "card.json", "preprocess.json", "model.tflite", "model
 
 class ModelHolder:
     def __init__(self, path: str | os.PathLike, loader: Callable | None = None,
-                 prefer_int8: bool = True):
+                 prefer_int8: bool = True, name: str = "model",
+                 empty: str = "every session is 'unknown'"):
         self.path = Path(path)
+        self.name, self.empty = name, empty
         self.prefer_int8 = prefer_int8
         self._loader = loader
         self.current = None
@@ -52,13 +58,13 @@ class ModelHolder:
         except Exception as exc:  # BundleError names the file; anything else too
             msg = str(exc) if getattr(exc, "user_facing", False) else f"{self.path}: {exc!r}"
             self.last_error = msg
-            kept = (f"keeping the running model {self.current.model_file}"
-                    if self.current is not None else "no model: every session is 'unknown'")
-            return False, f"model bundle rejected ({kept}): {msg}"
+            kept = (f"keeping the running {self.name} {self.current.model_file}"
+                    if self.current is not None else f"no {self.name}: {self.empty}")
+            return False, f"{self.name} bundle rejected ({kept}): {msg}"
         self.current = bundle
         self.last_error = None
         self.generation += 1
-        return True, (f"model {bundle.path} ({bundle.model_file.name}): "
+        return True, (f"{self.name} {bundle.path} ({bundle.model_file.name}): "
                       f"{len(bundle.labels)} classes")
 
     def reload_if_changed(self) -> tuple[bool, str] | None:

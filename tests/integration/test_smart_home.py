@@ -1,10 +1,11 @@
 """Smart-home validation: the full scenario with the real gateway, asserted with thresholds.
 
 One run of :func:`topologies.scenario.run_scenario` (policy run with replay and a live
-policy change, then the baseline run) feeds every assertion below.
+policy change, then the baseline run, then the devices run) feeds every assertion below.
 """
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
@@ -13,6 +14,7 @@ from tests.conftest import SHARED_DATA
 from topologies.scenario import ScenarioConfig, run_scenario
 
 REAL_DATA = (SHARED_DATA / "iscx-apps").is_dir()
+REAL_DEVICES = (SHARED_DATA / "iot-sentinel").is_dir()
 
 
 @pytest.fixture(scope="module")
@@ -123,3 +125,27 @@ def test_live_flows_of_unfamiliar_tools_come_out_unknown(result):
 def test_every_live_flow_of_unfamiliar_tools_comes_out_unknown(result):
     flows = _unfamiliar_live(result)
     assert flows and all(f["class"] == "unknown" for f in flows), flows
+
+
+@pytest.mark.timeout(400)
+def test_devices_are_identified_and_an_unknown_one_quarantined_after_the_qos_runs(result):
+    """The devices run: replayed setup captures (held-out IoT Sentinel ones with the data,
+    built-in ones in CI) identified live from their own MACs, and an unknown device held
+    to DNS until approved; in the results, the report and its own folder."""
+    dev = result["devices"]
+    assert len(dev["devices"]) >= 2, dev
+    for r in dev["devices"]:
+        assert r["state"] == "identified", r
+        assert r["type"] and 0 < r["confidence"] <= 1 and r["packets_needed"] > 0, r
+    if REAL_DEVICES:
+        assert "held-out" in dev["source"] and all(r["true_type"] for r in dev["devices"])
+    q = dev["quarantine"]
+    assert q["quarantined"] is True and q["dns_reached_wan"] is True, q
+    assert q["tcp443_reached_wan_before_approval"] is False, q
+    assert q["approve"]["approved"] is True and q["tcp443_reached_wan_after_approval"] is True
+    assert any(line.startswith('egw_devices{dp_id="') for line in dev["metrics"])
+    assert 0 < dev["wall_s"] < 120, dev["wall_s"]        # the demo's extra time stays small
+    report = result["_report"]
+    assert "## Devices identified live" in (report / "report.md").read_text()
+    assert (report / "devices" / "devices.json").stat().st_size > 0
+    assert "devices" in json.loads((report / "results.json").read_text())

@@ -24,7 +24,7 @@ def test_smart_home_doc_tables_match_their_json():
     doc = models_doc.REPO / "docs" / "smart_home.md"
     blocks = {m["name"] for m in models_doc.BLOCK.finditer(doc.read_text())}
     assert {"smart-home-confusion", "smart-home-priority", "smart-home-flows",
-            "smart-home-idle", "smart-home-decision"} <= blocks
+            "smart-home-idle", "smart-home-decision", "smart-home-devices"} <= blocks
     assert models_doc.check_file(doc) == []
 
 

@@ -170,3 +170,72 @@ def test_replayed_session_whose_server_spoke_first_is_matched():
            "class": "voip", "confidence": 0.6, "classified_at": 2.0, "first_seen": 1.0}]
     t = scenario.classification_table([s], gw)
     assert [r["predicted"] for r in t["rows"]] == ["email"] and t["correct"] == 1
+
+
+def _devices_result():
+    """What run_devices returns (its keys), for two held-out captures and the guest."""
+    rows = [{"host": "iot1", "mac": "00:17:88:24:76:ff", "capture": "HueBridge/Setup-A-1.pcap",
+             "true_type": "HueBridge", "frames_replayed": 40, "replay_seconds": 2.1,
+             "state": "identified", "type": "HueBridge", "kind": "hub", "confidence": 0.91,
+             "packets_needed": 64, "reason": "model", "quarantined": False, "correct": True},
+            {"host": "iot2", "mac": "50:c7:bf:00:fc:a3", "capture": "TP-LinkPlugHS110/x.pcap",
+             "true_type": "TP-LinkPlugHS110", "frames_replayed": 12, "replay_seconds": 1.0,
+             "state": "identified", "type": "TP-LinkPlugHS100", "kind": "plug",
+             "confidence": 0.48, "packets_needed": 20, "reason": "timeout",
+             "quarantined": False, "correct": False}]
+    return {"source": "held-out IoT Sentinel captures", "max_seconds": 15.0, "devices": rows,
+            "quarantine": {"mac": "02:00:00:00:00:10", "quarantined": True,
+                           "dns_reached_wan": True,
+                           "tcp443_reached_wan_before_approval": False,
+                           "approve": {"approved": True},
+                           "tcp443_reached_wan_after_approval": True},
+            "metrics": ['egw_devices{dp_id="0000000000000001",type="HueBridge"} 1.0'],
+            "ryu_log_tail": "...", "wall_s": 21.5}
+
+
+def test_devices_run_in_results_report_and_summary(results, capsys):
+    """The devices run (after the QoS runs) lands in results.json, the report's table and
+    the printed summary: type, confidence and packets needed per device, and the
+    quarantined device's DNS / TCP 443 before and after approval."""
+    res0, (pol, base, idle), report = results
+    cfg = scenario.ScenarioConfig(report_dir=report, idle_duration=10.0)
+    res = scenario.summarize(cfg, _Bundle(), pol, base, [], "fake", idle=idle,
+                             devices=_devices_result())
+    assert "ryu_log_tail" not in res["devices"] and res["devices"]["wall_s"] == 21.5
+    assert res["devices"]["devices"][1]["type"] == "TP-LinkPlugHS100"
+    json.dumps(res)
+    text = write_report(report, {**res0, "devices": res["devices"]}, pol, base,
+                        idle=idle).read_text()
+    assert "## Devices identified live" in text and "21.5 s" in text
+    assert ("| iot1 | 00:17:88:24:76:ff | HueBridge/Setup-A-1.pcap | HueBridge | HueBridge "
+            "| hub | 0.91 | 64 | model |") in text
+    assert "| iot2 |" in text and "| TP-LinkPlugHS100 | plug | 0.48 | 20 | timeout |" in text
+    assert ("Its DNS query reached the WAN: yes; its TCP SYN to port 443: no before "
+            "`POST /egw/devices/{mac}/approve`, yes after.") in text
+    assert "## Devices" not in write_report(report, res0, pol, base, idle=idle).read_text()
+    cli.print_summary(res)
+    out = capsys.readouterr().out
+    assert "devices (held-out IoT Sentinel captures, 21.5 s):" in out
+    assert ("iot1 00:17:88:24:76:ff: identified as HueBridge (true: HueBridge), confidence "
+            "0.91, 64 packets needed (model)") in out
+    assert "DNS reached the WAN: True; TCP 443: False before approval, True after" in out
+    import sys
+    sys.path.insert(0, str(scenario.REPO / "benchmarks"))
+    import models_doc
+
+    doc = models_doc.smart_home_devices(res)
+    assert doc.startswith("Source: held-out IoT Sentinel captures; the run took 22 s.")
+    assert "| TP-LinkPlugHS100 | plug | 0.48 | 20 | timeout |" in doc and "yes after." in doc
+    assert models_doc.smart_home_devices(res0).startswith("Not in this run")
+
+
+def test_devices_ok_needs_every_device_identified_and_the_quarantine_to_hold():
+    from topologies.devices_phase import devices_ok
+
+    good = _devices_result()
+    assert devices_ok(good)
+    leak = {**good, "quarantine": {**good["quarantine"],
+                                   "tcp443_reached_wan_before_approval": True}}
+    assert not devices_ok(leak)
+    assert not devices_ok({**good, "devices": []})
+    assert not devices_ok({**good, "devices": [{**good["devices"][0], "state": "identifying"}]})

@@ -50,6 +50,7 @@ class _Gw:
     def __init__(self, n=0, dpids=(1,)):
         self.engines = {d: _Eng(n) for d in dpids}
         self.devices = DeviceTable()
+        self.device_model = None        # no egw_device_model
 
     def policy_view(self):
         return {"path": "/etc/egw/policy.yaml", "last_error": None, "policy": {}}

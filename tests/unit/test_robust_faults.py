@@ -209,6 +209,24 @@ def test_corrupt_bundle_named_and_last_good_kept(bundle_dir, name):
     assert ok and holder.current is not good and holder.last_error is None
 
 
+def test_model_file_rewritten_in_place_keeps_the_running_model(bundle_dir):
+    """A new bundle copied over the running one's files (truncated, then rewritten in
+    place): the running interpreter holds its own copy of the model, so inference goes on
+    (a memory-mapped file would end the process with SIGBUS)."""
+    import numpy as np
+
+    holder = ModelHolder(bundle_dir)
+    assert holder.load()[0]
+    f = holder.current.model_file
+    data = f.read_bytes()
+    x = np.zeros((2, *holder.current._runner.feature_shape), np.float32)
+    before = holder.classify(x)
+    f.write_bytes(data[:len(data) // 3])
+    assert holder.classify(x) == before
+    ok, msg = holder.reload_if_changed()
+    assert not ok and str(f) in msg and holder.classify(x) == before
+
+
 def test_labels_count_mismatch_is_named(bundle_dir):
     (bundle_dir / "labels.json").write_text(json.dumps(["a", "b"]))
     holder = ModelHolder(bundle_dir)
