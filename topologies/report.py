@@ -152,6 +152,17 @@ def devices_table(dev: dict) -> list[str]:
               f"{yes.get(q['tcp443_reached_wan_before_approval'])} before "
               f"`POST /egw/devices/{{mac}}/approve`, "
               f"{yes.get(q['tcp443_reached_wan_after_approval'])} after."]
+        named = q.get("dns_named")
+        if named:
+            opened = ", ".join(f"{h['name']} -> {h['address']} (idle timeout {h['idle_timeout']} s)"
+                               for h in q.get("opened_hosts", []))
+            L += ["", "Hosts named in DNS answers (while held): before asking, "
+                  + ", ".join(f"{a}: {yes.get(v)}" for a, v in named["before"].items())
+                  + f"; the answer opened {opened or 'nothing'}; then "
+                  + ", ".join(f"{a}: {yes.get(v)}" for a, v in named["named"].items())
+                  + "; a host no answer named: "
+                  + ", ".join(f"{a}: {yes.get(v)}" for a, v in named["after"].items())
+                  + f"; after approval: {yes.get(q.get('other_reached_after_approval'))}."]
     return L
 
 
