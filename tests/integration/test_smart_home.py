@@ -119,9 +119,11 @@ def test_live_flows_of_unfamiliar_tools_come_out_unknown(result):
     assert "Out-of-distribution score" in (result["_report"] / "report.md").read_text()
 
 
-@pytest.mark.xfail(reason="issue 13 goal not reached: every such flow unknown; in 4 of the 5 "
-                          "runs made for it one flow scored under the OOD threshold (the "
-                          "camera's UDP stream 3 times, a bulk upload once)", strict=False)
+@pytest.mark.xfail(reason="issue 13: every such flow unknown is not yet shown to hold: with "
+                          "the aggregates OOD part it did in the 2 runs made (the demo and "
+                          "this test), but the camera's UDP stream scores close to the "
+                          "threshold; with the k-NN bank one flow slipped under in 4 of 5",
+                   strict=False)
 def test_every_live_flow_of_unfamiliar_tools_comes_out_unknown(result):
     flows = _unfamiliar_live(result)
     assert flows and all(f["class"] == "unknown" for f in flows), flows
