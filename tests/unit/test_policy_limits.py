@@ -211,7 +211,9 @@ def test_reload_does_not_block_the_eventlet_hub(tmp_path):
         gaps = [b - a for a, b in zip(ticks, ticks[1:]) if a >= t0 and b <= t1]
         assert res.changed and res.error is None, res
         print(f"reload {{t1 - t0:.2f}} s, {{len(during)}} ticks, max gap {{max(gaps or [9]):.3f}} s")
-        assert t1 - t0 > 0.2 and len(during) >= 5 and max(gaps) < 0.5
+        # a blocked hub: no tick during the reload, one gap as long as it. A loaded
+        # machine stretches gaps (the parse thread holds the GIL in turns), not that far
+        assert t1 - t0 > 0.2 and len(during) >= 5 and max(gaps) < max(0.5, (t1 - t0) / 2)
     """)
     Path(str(p) + ".slow").write_text(_slow_policy(4000))
     r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
