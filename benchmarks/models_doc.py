@@ -404,7 +404,8 @@ def devices_table(res: dict) -> str:
             f"appliance): accuracy {_f(m.get('per_capture_kind_accuracy'))}. Goal "
             f"{res['goal']['per_capture_accuracy']:.2f}: "
             f"{'met' if res['goal']['met'] else 'not met'}. {res['reference']}. "
-            f"Test read {res['test_reads']}; finished {res['finished']}."]
+            f"Test read{'s:' if isinstance(res['test_reads'], list) else ''} {_test_reads(res)}; "
+            f"finished {res['finished']}."]
     im = res.get("identity_mask")
     if im:
         out += ["", f"Identity mask: it changed {im['ip_packets_changed']:,} of the device's IP "
@@ -414,15 +415,38 @@ def devices_table(res: dict) -> str:
 
 
 def devices_selection(res: dict) -> str:
-    out = ["| k (packets per window) | windows | val accuracy per capture | val macro-F1 | captures |",
-           "|---:|---:|---:|---:|---:|"]
-    ch = res["selection"]["chosen"]
-    for r in res["selection"]["candidates"]:
-        mark = "**" if (r["k"], r["windows"]) == (ch["k"], ch["windows"]) else ""
-        out.append(f"| {r['k']} | {r['windows']} | {mark}{_f(r['val_accuracy'])}{mark} | "
+    sel = res["selection"]
+    out = ["| round | k (packets per window) | windows | packets | training seed "
+           "| val accuracy per capture | val macro-F1 | captures |",
+           "|---:|---:|---:|---:|---:|---:|---:|---:|"]
+
+    def same(r, c):
+        return (r.get("round", 1), r["k"], r["windows"], r.get("seed", 0)) == \
+            (c.get("round", 1), c["k"], c["windows"], c.get("seed", 0))
+
+    for r in sel["candidates"]:
+        mark = "**" if same(r, sel["chosen"]) else ""
+        out.append(f"| {r.get('round', 1)} | {r['k']} | {r['windows']} | {r['k'] * r['windows']} | "
+                   f"{r.get('seed', 0)} | {mark}{_f(r['val_accuracy'])}{mark} | "
                    f"{_f(r['val_macro_f1'])} | {r['val_captures']} |")
-    out += ["", f"Chosen on {res['selection']['on']}: bold."]
+    out += ["", f"Each round chooses on {sel['on']}; the shipped model in bold."]
+    r2 = sel.get("round2")
+    if r2 and "replaces" in r2:
+        b = r2["best"]
+        out[-1] += (f" Round 2's rule, set before it ran: {r2['rule']}. Its best, k {b['k']} × "
+                    f"{b['windows']} windows (seed {b['seed']}), got {r2['best_val_correct']} "
+                    f"validation captures right against round 1's {r2['round1_val_correct']}: "
+                    + ("it replaces round 1's model." if r2["replaces"]
+                       else "round 1's model stays."))
     return "\n".join(out)
+
+
+def _test_reads(res: dict) -> str:
+    reads = res["test_reads"]
+    if isinstance(reads, str):
+        return reads
+    return "; ".join(f"round {r['round']}, " + r["read"] + (
+        f" (k {r['model']['k']} × {r['model']['windows']})" if r["model"] else "") for r in reads)
 
 
 def devices_pairs(res: dict) -> str:

@@ -26,6 +26,12 @@ def test_shipped_device_bundle_is_the_published_main_model():
     assert (dev["windows"], json.loads((BUNDLE / "preprocess.json").read_text())["k"]) == \
         (main["windows"], main["k"]) == (res["selection"]["chosen"]["windows"],
                                          res["selection"]["chosen"]["k"])
+    assert card["seed"] == main.get("seed", 0) == res["selection"]["chosen"].get("seed", 0)
+    # the shipped model's test read is recorded, under the round that chose it
+    reads = res["test_reads"]
+    assert isinstance(reads, str) or any(
+        r["model"] and (r["model"]["k"], r["model"]["windows"], r["model"]["seed"]) ==
+        (main["k"], main["windows"], card["seed"]) for r in reads)
     assert len(card["labels"]) == res["types"] == 27
     assert (BUNDLE / "model.int8.tflite").stat().st_size < 200_000
     assert {r["model"] for r in res["rows"][1:]} == {"forest", "boosted"}
@@ -51,3 +57,35 @@ def test_evaluate_answers_per_capture(tmp_path, capsys):
     assert [c["capture"] for c in res["captures"]] == sorted(e["path"] for e in held)
     assert (tmp_path / "cm.png").stat().st_size > 1000
     assert "per capture: accuracy" in capsys.readouterr().out
+
+
+def test_round2_decision_follows_its_declared_rule():
+    """devices.json's round-2 outcome is what benchmarks/devices.py's rule gives on the
+    published validation figures, and the shipped choice follows it."""
+    import sys
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    import devices as bench
+
+    res = json.loads((REPO / "docs" / "results" / "devices.json").read_text())
+    sel = res["selection"]
+
+    def cand(r):
+        val = {"accuracy": r["val_accuracy"], "macro_f1": r["val_macro_f1"], "n": r["val_captures"]}
+        return {"round": r["round"], "k": r["k"], "windows": r["windows"], "seed": r["seed"],
+                "card": {"metrics": {"int8": {"val": val}}}}
+
+    cands = [cand(r) for r in sel["candidates"]]
+    assert [(c["k"], c["windows"], c["seed"]) for c in cands if c["round"] == 2] == \
+        [tuple(c) for c in bench.ROUND2]
+    round1 = max((c for c in cands if c["round"] == 1), key=bench.val_key)
+    best, switch = bench.round2_switches(round1, [c for c in cands if c["round"] == 2])
+    assert sel["round1"] == bench.ident(round1) and sel["round2"]["best"] == bench.ident(best)
+    assert sel["round2"]["replaces"] == switch
+    assert sel["round2"]["rule"] == bench.ROUND2_RULE
+    assert sel["chosen"] == bench.ident(best if switch else round1)
+    # a round-2 candidate two captures above round 1 would have replaced it
+    better = {**best, "card": {"metrics": {"int8": {"val": {
+        "accuracy": (bench.val_correct(round1) + 2) / 81, "macro_f1": 0.0, "n": 81}}}}}
+    assert bench.round2_switches(round1, [better]) == (better, True)
+    assert not bench.round2_switches(round1, [{**better, "card": {"metrics": {"int8": {"val": {
+        "accuracy": (bench.val_correct(round1) + 1) / 81, "macro_f1": 1.0, "n": 81}}}}}])[1]
