@@ -58,6 +58,10 @@ def register(sub) -> None:
     add_ray_option(p, "nas: train each generation's children")
     p.add_argument("--neighbours", type=int, default=None, metavar="K",
                    help="knn: neighbours (default 5)")
+    p.add_argument("--no-test", action="store_true",
+                   help="do not score the test split (a candidate of a selection made on "
+                   "validation: read the chosen one's test figure once with `egw evaluate "
+                   "--split test`); card.json says so")
     p.add_argument("--note", default=None, metavar="TEXT", help="free text stored in card.json")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=_train)
@@ -112,7 +116,7 @@ def _train(args) -> int:
                  steps_per_epoch=args.steps_per_epoch, patience=args.patience,
                  trees=args.trees, max_leaves=args.max_leaves, note=args.note,
                  max_seconds=args.max_seconds, teacher=args.teacher, workers=args.workers,
-                 neighbours=args.neighbours, ray=args.ray,
+                 neighbours=args.neighbours, ray=args.ray, score_test=not args.no_test,
                  command="egw " + " ".join(shlex.quote(a) for a in args.argv))
     print(summary(card))
     print(f"wrote {args.out}")

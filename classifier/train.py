@@ -111,8 +111,12 @@ def train(model: str, data: str, out: str, labeled_per_class: int | None = None,
           trees: int | None = None, max_leaves: int | None = None, note: str | None = None,
           command: str | None = None, log=print, max_seconds: float | None = None,
           teacher: str | None = None, workers: int = 1, neighbours: int | None = None,
-          ray: str | None = None) -> dict:
-    """Train ``model`` on dataset ``data``; write the bundle to ``out``; return its card."""
+          ray: str | None = None, score_test: bool = True) -> dict:
+    """Train ``model`` on dataset ``data``; write the bundle to ``out``; return its card.
+
+    ``score_test=False`` (``--no-test``): the test split is not scored (nor printed, nor
+    plotted): for the candidates of a selection made on validation; the chosen one's
+    test figure is then read once with ``egw evaluate``. The card says so."""
     from classifier.dataset import load_dataset
     from classifier.metrics import calibrate_threshold, open_set, report
 
@@ -375,26 +379,28 @@ def train(model: str, data: str, out: str, labeled_per_class: int | None = None,
                       allow_float_fallback=allow_fallback, save_keras=save_keras, int8=int8)
 
     metrics: dict = {}
+    te_scored = te if score_test else te[:0]
     for kind, pi in (("float", False), ("int8", True)):
         pv, yvs, _, b, _ = score_bundle(out_dir, Xv, yv, ds.session[va], labels, pi)
-        pt, yts, _, _, (pvote, yvote) = score_bundle(out_dir, ds.X[te], ds.y[te], ds.session[te],
-                                                     labels, pi)
+        pt, yts, _, _, (pvote, yvote) = score_bundle(out_dir, ds.X[te_scored], ds.y[te_scored],
+                                                     ds.session[te_scored], labels, pi)
         metrics[kind] = {"test": report(yts, pt.argmax(1), labels) if len(yts) else None,
                          "val": report(yvs, pv.argmax(1), labels) if len(yvs) else None,
                          "_pv": pv, "_pt": pt, "_b": b}
         if ds.preprocess.per_packet and len(yvote):
-            p_rows = b.predict(ds.X[te])
+            p_rows = b.predict(ds.X[te_scored])
             metrics[kind]["test_session_vote"] = report(yvote, pvote.argmax(1), labels)
-            metrics[kind]["test_per_packet"] = report(ds.y[te], p_rows.argmax(1), labels)
+            metrics[kind]["test_per_packet"] = report(ds.y[te_scored], p_rows.argmax(1), labels)
     # threshold: calibrated on validation sessions with the model the gateway runs (int8)
     thr = calibrate_threshold(metrics["int8"]["_pv"], unknown_rate)
     pf, pq = metrics["float"]["_pt"], metrics["int8"]["_pt"]
     agree = float((pf.argmax(1) == pq.argmax(1)).mean()) if len(pf) else None
-    sample = (ds.X[te[0]] if len(te) else ds.X[tr[0]])
+    sample = (ds.X[te_scored[0]] if len(te_scored) else ds.X[tr[0]])
     lat = {kind: round(latency_ms(metrics[kind]["_b"], sample), 4) for kind in ("float", "int8")}
     card["threshold"] = thr
     card["open_set"] = {"unknown_rate_target": unknown_rate, "calibrated_on": "val sessions (int8)",
-                        "test_int8": open_set(pq, thr), "val_int8": open_set(metrics["int8"]["_pv"], thr)}
+                        "test_int8": open_set(pq, thr) if len(pq) else None,
+                        "val_int8": open_set(metrics["int8"]["_pv"], thr)}
     card["metrics"] = {
         "scored_per": ("session, on its first usable packet as the gateway does (also: "
                        "test_session_vote = mean over the session's packets, test_per_packet)")
@@ -408,7 +414,10 @@ def train(model: str, data: str, out: str, labeled_per_class: int | None = None,
     card["protocol"] = {
         "selection": "training options, early stopping and the open-set threshold use the "
                      "validation split only",
-        "test_reads": "the test split is scored once, after training, for this card's figures",
+        "test_reads": ("the test split is scored once, after training, for this card's figures"
+                       if score_test else "the test split is not read (--no-test): a candidate "
+                       "of a selection on validation; `egw evaluate --split test` reads it once "
+                       "for the chosen one"),
         "split": "session-disjoint (dataset manifest options), sessions with identical vectors "
                  "kept on one side"}
     card["sizes"].update({"flash_bytes_float": (out_dir / "model.tflite").stat().st_size,
@@ -468,8 +477,14 @@ def summary(card: dict) -> str:
         if t:
             lines.append(f"  test ({kind}, LiteRT): {t['n']} sessions, accuracy {t['accuracy']:.4f}, "
                          f"macro-F1 {t['macro_f1']:.4f}")
+    if not m["int8"]["test"]:
+        lines.append("  test split not read (--no-test); validation: "
+                     + ", ".join(f"{kind} macro-F1 {m[kind]['val']['macro_f1']:.4f}"
+                                 for kind in ("float", "int8") if m[kind]["val"]))
+    unknown = (card["open_set"]["test_int8"] or card["open_set"]["val_int8"])["unknown"]
+    which = "test" if card["open_set"]["test_int8"] else "val"
     lines.append(f"  int8/float agreement {m['int8_float_agreement']}; threshold {card['threshold']:.4f} "
-                 f"({card['open_set']['test_int8']['unknown']} test sessions -> unknown); "
+                 f"({unknown} {which} sessions -> unknown); "
                  f"latency {card['latency_ms_per_sample']['float']} ms float, "
                  f"{card['latency_ms_per_sample']['int8']} ms int8; trained in {card['training']['seconds']} s")
     return "\n".join(lines)

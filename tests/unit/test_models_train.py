@@ -228,3 +228,45 @@ print("done")
     assert r.returncode == 0 and "done" in r.stdout, r.stderr[-3000:]
     assert "remapper failed" not in r.stderr, r.stderr[-3000:]
     assert "retracing" not in r.stderr, r.stderr[-3000:]
+
+
+@pytest.mark.parametrize("model", ["forest", "tinykp"])
+def test_no_test_never_scores_the_test_split(tmp_path, monkeypatch, capsys, model):
+    """`egw train --no-test` (selection candidates): no row of the test split reaches the
+    model, the card and the printout say the test split was not read, and `egw evaluate
+    --split test` reads it afterwards."""
+    import classifier.train as train_mod
+    from classifier.dataset import load_dataset
+    from egw_cli.main import main
+
+    data = tmp_path / "d.npz"
+    _kpackets_npz(data)
+    ds = load_dataset(data)
+    test_sessions = set(ds.session[ds.split == 2].tolist())
+    seen = []
+    real = train_mod.score_bundle
+
+    def spy(out_dir, X, y, session, labels, prefer_int8):
+        seen.extend(np.asarray(session).tolist())
+        return real(out_dir, X, y, session, labels, prefer_int8)
+
+    monkeypatch.setattr(train_mod, "score_bundle", spy)
+    out = tmp_path / "cand"
+    assert main(["train", "--model", model, "--data", str(data), "--out", str(out),
+                 "--epochs", "2", "--no-progress", "--trees", "5", "--no-test"]) == 0
+    printed = capsys.readouterr().out
+    assert seen and not test_sessions & set(seen)
+    card = json.loads((out / "card.json").read_text())
+    assert card["metrics"]["int8"]["test"] is None and card["metrics"]["float"]["test"] is None
+    assert card["metrics"]["int8"]["val"]["macro_f1"] > 0
+    assert "not read (--no-test)" in card["protocol"]["test_reads"]
+    assert "--no-test" in card["command"] and "test split not read" in printed
+    assert not (out / "confusion.png").exists()
+    # the same training without the flag does score them
+    seen.clear()
+    assert main(["train", "--model", model, "--data", str(data), "--out", str(tmp_path / "all"),
+                 "--epochs", "2", "--no-progress", "--trees", "5"]) == 0
+    assert test_sessions <= set(seen)
+    capsys.readouterr()
+    assert main(["evaluate", "--model", str(out), "--data", str(data), "--split", "test"]) == 0
+    assert "macro" in capsys.readouterr().out.lower()
