@@ -43,6 +43,22 @@ def build_net(topo, controller_port: int | dict[str, int] | None, *, fail_mode: 
 
     per_switch = isinstance(controller_port, dict)
 
+    class Controller(RemoteController):
+        """Mininet's remote controller, with its listening check made by a plain TCP
+        connect: Mininet's own runs telnet and decodes what it read as UTF-8, and when the
+        controller's OpenFlow HELLO arrives before telnet quits, its random xid bytes raise
+        UnicodeDecodeError out of Mininet (more often on a loaded machine)."""
+
+        def checkListening(self):
+            import socket
+
+            try:
+                socket.create_connection((self.ip, self.port), timeout=5).close()
+            except OSError:
+                from mininet.log import warn
+
+                warn(f"Unable to contact the remote controller at {self.ip}:{self.port}\n")
+
     class OwnControllerSwitch(OVSSwitch):
         """Connects to its own controller (``c_<switch name>``) when it has one."""
 
@@ -52,7 +68,7 @@ def build_net(topo, controller_port: int | dict[str, int] | None, *, fail_mode: 
 
     switch = partial(OwnControllerSwitch, datapath="user", protocols="OpenFlow13",
                      failMode=fail_mode if controller_port else "standalone")
-    controller = (partial(RemoteController, ip="127.0.0.1", port=controller_port)
+    controller = (partial(Controller, ip="127.0.0.1", port=controller_port)
                   if controller_port and not per_switch else None)
     net = Mininet(topo=topo, switch=switch, controller=controller, link=TCULink,
                   autoSetMacs=autoSetMacs, build=False, waitConnected=False)
@@ -60,7 +76,7 @@ def build_net(topo, controller_port: int | dict[str, int] | None, *, fail_mode: 
         net.controllers = []
     if per_switch:
         for name, port in controller_port.items():
-            net.addController(f"c_{name}", controller=RemoteController, ip="127.0.0.1",
+            net.addController(f"c_{name}", controller=Controller, ip="127.0.0.1",
                               port=port)
     net.build()
     return net
