@@ -19,7 +19,8 @@ import docblocks
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "docs" / "results"
 DOC = REPO / "docs" / "models.md"
-DOCS = (DOC, REPO / "docs" / "smart_home.md", REPO / "docs" / "scale.md", REPO / "README.md")
+DOCS = (DOC, REPO / "docs" / "smart_home.md", REPO / "docs" / "scale.md", REPO / "README.md",
+        REPO / "docs" / "benchmarks.md")
 IMG = REPO / "docs" / "img" / "models"
 BLOCK = re.compile(r"(<!-- results:(?P<name>[\w-]+) -->\n)(?P<body>.*?)(<!-- /results:(?P=name) -->)",
                    re.S)
@@ -461,6 +462,21 @@ def devices_pairs(res: dict) -> str:
     return "\n".join(out)
 
 
+def inference_table(res: dict) -> str:
+    out = ["| bundle | model | .tflite | bytes | median ms | p99 ms | batch-64 ms/sample | "
+           "+ OOD score and decision, median ms |", "|---|---|---|---:|---:|---:|---:|---:|"]
+    for r in res["rows"]:
+        ood = f"{r['classify_median_ms']:.3f}" if "classify_median_ms" in r else "–"
+        out.append(f"| {r['bundle']} | {r['model']} ({r['representation']}) | "
+                   f"{'int8' if r['int8'] else 'float'} | {r['bytes']:,} | {r['median_ms']:.3f} | "
+                   f"{r['p99_ms']:.3f} | {r['batch64_ms_per_sample']:.3f} | {ood} |")
+    m = res["machine"]
+    out += ["", f"`{res['command']}` ({res['date']}, {res['runs']} runs per figure; "
+            f"{m['cores']} cores, load average {m['loadavg_1m_before']} before and "
+            f"{m['loadavg_1m_after']} after)."]
+    return "\n".join(out)
+
+
 def demo_printout(res: dict) -> str:
     """What `./egw.sh demo` printed for the committed run (topologies.cli.print_summary on
     its results), as an indented block; the data folder's absolute path shortened."""
@@ -479,6 +495,7 @@ def demo_printout(res: dict) -> str:
 
 
 RENDERERS = {"demo-printout": ("smart_home", demo_printout),
+             "inference": ("inference", inference_table),
              "default-audit": ("default_audit", audit_table),
              "flood-fairness": ("fairness", fairness_table),
              "fleet-sizing": ("fleet", fleet_sizing_table),

@@ -41,6 +41,12 @@ def test_readme_demo_printout_is_the_committed_run():
     assert f"{ratio + 1}x" in models_doc.demo_printout(res)
 
 
+def test_benchmarks_doc_inference_table_matches_its_json():
+    doc = models_doc.REPO / "docs" / "benchmarks.md"
+    assert "inference" in {m["name"] for m in models_doc.BLOCK.finditer(doc.read_text())}
+    assert models_doc.check_file(doc) == []
+
+
 def test_operations_doc_tables_match_their_json():
     doc = models_doc.REPO / "docs" / "operations.md"
     assert "flood-fairness" in {m["name"] for m in models_doc.BLOCK.finditer(doc.read_text())}
