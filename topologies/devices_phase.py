@@ -40,10 +40,19 @@ log = logging.getLogger(__name__)
 REPO = Path(__file__).resolve().parents[1]
 DEVICE_BUNDLE = REPO / "classifier" / "models" / "devices"
 DNS_NAME, NAMED, OTHER = "cdn.vendor.example", "10.0.0.201", "10.0.0.202"
-QUARANTINE_UNKNOWN = """
-device_types:
-  unknown_device: {action: quarantine, note: "held to DHCP, DNS and NTP until identified or approved"}
-"""
+QUARANTINE_UNKNOWN = {"action": "quarantine",
+                      "note": "held to DHCP, DNS and NTP until identified or approved"}
+
+
+def devices_policy(policy_text: str) -> str:
+    """The run's policy: the user's, with ``device_types.unknown_device`` set to quarantine
+    (whatever it said: the run shows the quarantine), its other ``device_types`` kept."""
+    import yaml
+
+    data = yaml.safe_load(policy_text) or {}
+    types = data.get("device_types") or {}
+    data["device_types"] = {**types, "unknown_device": dict(QUARANTINE_UNKNOWN)}
+    return yaml.safe_dump(data, sort_keys=False)
 
 
 @dataclass
@@ -187,7 +196,7 @@ def run_devices(report_dir: Path, data_dir: Path | None = None, policy: Path | N
     source = ("held-out IoT Sentinel captures" if caps[0].type
               else "built-in captures (no iot-sentinel data or no heldout_captures.json)")
     pol = report_dir / "policy-devices.yaml"
-    pol.write_text(Path(policy or DEFAULT_POLICY_PATH).read_text() + QUARANTINE_UNKNOWN)
+    pol.write_text(devices_policy(Path(policy or DEFAULT_POLICY_PATH).read_text()))
     state = report_dir / "devices-state.json"
     state.unlink(missing_ok=True)      # a fresh home: no device known or approved yet
     hosts = [device("iot1"), device("iot2"), device("guest")]

@@ -239,3 +239,20 @@ def test_devices_ok_needs_every_device_identified_and_the_quarantine_to_hold():
     assert not devices_ok(leak)
     assert not devices_ok({**good, "devices": []})
     assert not devices_ok({**good, "devices": [{**good["devices"][0], "state": "identifying"}]})
+
+
+def test_devices_run_policy_quarantines_unknown_devices_and_keeps_the_users_types():
+    """The devices run's policy: the user's, once, with unknown_device quarantined; a
+    policy that already has device_types keeps them (no second key)."""
+    from policies import DEFAULT_POLICY_PATH, parse_policy
+    from topologies.devices_phase import devices_policy
+
+    base = DEFAULT_POLICY_PATH.read_text()
+    mine = base + "device_types:\n  camera: {all: {dscp: AF41}}\n  unknown_device: {action: allow}\n"
+    for text in (base, mine):
+        out = devices_policy(text)
+        assert out.count("device_types:") == 1
+        pol = parse_policy(out)
+        assert pol.device_types["unknown_device"].action == "quarantine"
+        assert pol.classes.keys() == parse_policy(base).classes.keys()
+    assert "camera" in parse_policy(devices_policy(mine)).device_types
