@@ -25,6 +25,22 @@ class ControllerError(RuntimeError):
     user_facing = True
 
 
+def stop_group(proc: subprocess.Popen, signals, timeout: float) -> None:
+    """Stop the process group ``proc`` leads (started with ``start_new_session``: only what
+    this code started): each of ``signals`` in turn, waiting an equal share of ``timeout``
+    for it to exit before the next."""
+    for sig in signals:
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            break
+        try:
+            proc.wait(timeout=timeout / len(signals))
+            break
+        except subprocess.TimeoutExpired:
+            continue
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -111,18 +127,7 @@ class RyuProcess:
     def stop(self, timeout: float = 10.0) -> None:
         if self.proc is None or self.proc.poll() is not None:
             return
-        # Signal only the process group this object created.
-        pgid = self.proc.pid
-        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGKILL):
-            try:
-                os.killpg(pgid, sig)
-            except ProcessLookupError:
-                break
-            try:
-                self.proc.wait(timeout=timeout / 3)
-                break
-            except subprocess.TimeoutExpired:
-                continue
+        stop_group(self.proc, (signal.SIGINT, signal.SIGTERM, signal.SIGKILL), timeout)
         self._log.close()
 
     def __enter__(self) -> "RyuProcess":

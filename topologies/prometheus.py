@@ -21,7 +21,7 @@ from pathlib import Path
 
 import yaml
 
-from topologies.controller import free_port
+from topologies.controller import free_port, stop_group
 
 DEPLOY = Path(__file__).resolve().parents[1] / "deploy" / "prometheus"
 
@@ -137,16 +137,7 @@ class PrometheusProcess:
     def stop(self, timeout: float = 10.0) -> None:
         if self.proc is None or self.proc.poll() is not None:
             return
-        for sig in (signal.SIGTERM, signal.SIGKILL):
-            try:
-                os.killpg(self.proc.pid, sig)
-            except ProcessLookupError:
-                break
-            try:
-                self.proc.wait(timeout=timeout / 2)
-                break
-            except subprocess.TimeoutExpired:
-                continue
+        stop_group(self.proc, (signal.SIGTERM, signal.SIGKILL), timeout)
         self._log.close()
 
     def __enter__(self) -> "PrometheusProcess":
